@@ -1,0 +1,1 @@
+//! Liveness and readiness checks, drain state and the `grpc.health.v1` bridge.

@@ -1,0 +1,1 @@
+//! The SQL store: embedded migrations, hashed API keys, the audit hash chain and pool gauges.

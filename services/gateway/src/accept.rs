@@ -1,0 +1,206 @@
+//! The public listener: accepting connections under a cap, and serving each
+//! with HTTP/1.1 or cleartext HTTP/2 under edge limits and timeouts.
+//!
+//! hyper's defaults are not enough at an edge. This module sets:
+//! - HTTP/1 parser limits: the header block's size (`max_buf_size`) and
+//!   field count (`max_headers`); hyper answers 431 beyond either;
+//! - a header-read timeout, so slowloris clients are closed;
+//! - an idle timeout: a connection with no request in flight for
+//!   `idle_timeout` is closed gracefully (GOAWAY on HTTP/2);
+//! - HTTP/2 stream and header-list limits.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use crate::config::Limits;
+use crate::stack::Gateway;
+
+/// Accepts connections until `shutdown` turns true, then asks every
+/// connection to finish gracefully and returns once all have closed.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, limits: &Limits, mut shutdown: watch::Receiver<bool>) {
+    let builder = Arc::new(builder(limits));
+    let idle_timeout = limits.idle_timeout.0;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        // Over the cap, new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = Arc::clone(&builder);
+        let gateway = Arc::clone(&gateway);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, &builder, gateway, idle_timeout, shutdown).await;
+            drop(permit);
+        });
+    }
+    // Wait for every connection to release its slot.
+    let _ = slots.acquire_many(limits.max_connections as u32).await;
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.0)
+        .max_buf_size(limits.max_header_bytes.0 as usize)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes.0 as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: &auto::Builder<TokioExecutor>,
+    gateway: Arc<Gateway>,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let svc_activity = Arc::clone(&activity);
+    let svc = hyper::service::service_fn(move |req| {
+        let guard = InFlight::enter(Arc::clone(&svc_activity));
+        let gateway = Arc::clone(&gateway);
+        async move {
+            let res = gateway.handle(req, peer).await;
+            Ok::<_, Infallible>(res.map(|body| Tracked { inner: body, _guard: guard }))
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut check_at = Instant::now() + idle_timeout;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stopped(&mut shutdown), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep_until(check_at), if !closing => {
+                match activity.idle_deadline(idle_timeout) {
+                    Some(deadline) if deadline > Instant::now() => check_at = deadline,
+                    Some(_) => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    None => check_at = Instant::now() + idle_timeout,
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown has been requested.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it here.
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// A connection's requests in flight and when the last one finished.
+#[derive(Debug)]
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `started` when the last request finished.
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { started: Instant::now(), in_flight: AtomicUsize::new(0), last_done_ms: AtomicU64::new(0) }
+    }
+
+    /// When the connection becomes idle too long; `None` while requests run.
+    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.started + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)) + idle)
+    }
+}
+
+/// One request in flight, from its head until its response body ends.
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = a.started.elapsed().as_millis() as u64;
+        a.last_done_ms.fetch_max(now, Ordering::AcqRel);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _guard: InFlight,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,169 @@
+//! Bodies on the request path. Both directions stream frame by frame; nothing
+//! here buffers a body.
+//!
+//! - [`RequestBody`] wraps the client's request body on its way upstream. It
+//!   enforces the route's size limit and remembers when the *client* broke
+//!   the body (a malformed chunk, a limit overrun), so the proxy answers 400
+//!   or 413 instead of blaming the upstream with a 502.
+//! - [`GatewayBody`] is every response body the gateway sends: an upstream's
+//!   streamed body or a small body the gateway wrote itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::error::GatewayError;
+use crate::upstream::EndpointGuard;
+
+/// What, if anything, the client did wrong while sending its body. Shared
+/// between the body (which sees the fault) and the proxy (which answers).
+#[derive(Debug, Default)]
+pub struct ClientFault(AtomicU8);
+
+const NO_FAULT: u8 = 0;
+const TOO_LARGE: u8 = 1;
+const MALFORMED: u8 = 2;
+
+impl ClientFault {
+    /// The error to answer with, when the client broke its body.
+    pub fn error(&self) -> Option<GatewayError> {
+        match self.0.load(Ordering::Acquire) {
+            TOO_LARGE => Some(GatewayError::BodyTooLarge),
+            MALFORMED => Some(GatewayError::BadRequest),
+            _ => None,
+        }
+    }
+
+    fn set(&self, fault: u8) {
+        // The first fault wins: a limit overrun followed by a reset is still 413.
+        let _ = self.0.compare_exchange(NO_FAULT, fault, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Why a request body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    /// The body grew past the route's limit.
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The client's body could not be read (malformed chunk, reset).
+    #[error("request body could not be read: {0}")]
+    Client(#[source] hyper::Error),
+}
+
+/// The client's request body, streamed upstream under a size limit.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    limit: u64,
+    remaining: u64,
+    fault: Arc<ClientFault>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`, allowing at most `limit` bytes.
+    pub fn new(inner: Incoming, limit: u64, fault: Arc<ClientFault>) -> Self {
+        Self { inner, limit, remaining: limit, fault }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.fault.set(TOO_LARGE);
+                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge(this.limit))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.fault.set(MALFORMED);
+                Poll::Ready(Some(Err(RequestBodyError::Client(e))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Every response body the gateway sends.
+#[derive(Debug)]
+pub struct GatewayBody {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    /// The upstream's body; the guard keeps the endpoint counted as busy
+    /// until the body ends, so load balancing sees streams as load.
+    Upstream(Incoming, #[allow(dead_code)] Option<EndpointGuard>),
+}
+
+impl GatewayBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    /// A body the gateway wrote itself.
+    pub fn full(bytes: Bytes) -> Self {
+        Self { kind: Kind::Full(Some(bytes)) }
+    }
+
+    /// An upstream's body, streamed through.
+    pub fn upstream(body: Incoming, guard: Option<EndpointGuard>) -> Self {
+        Self { kind: Kind::Upstream(body, guard) }
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body, _) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream(body, _) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(body, _) => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `gatehouse` binary.
+
+fn main() -> std::process::ExitCode {
+    gatehouse::cli::run()
+}

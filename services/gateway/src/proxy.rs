@@ -1,0 +1,172 @@
+//! Forwarding one request to its route's upstream cluster and streaming the
+//! answer back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::{ClientFault, GatewayBody, RequestBody};
+use crate::config::Protocol;
+use crate::error::GatewayError;
+use crate::headers::strip_hop_by_hop;
+use crate::request_id::X_REQUEST_ID;
+use crate::router::Route;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// What the proxy needs to know about the request beyond the request itself.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// The request's id, forwarded upstream.
+    pub request_id: HeaderValue,
+    /// The client's address, appended to `x-forwarded-for`.
+    pub client_addr: SocketAddr,
+}
+
+/// Sends `req` to one endpoint of the route's cluster and returns its
+/// response, or the error the client should see.
+pub async fn forward(
+    route: &Route,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let (mut parts, body) = req.into_parts();
+
+    // A declared length over the limit is refused before anything goes upstream;
+    // a chunked body is counted as it streams (see `RequestBody`).
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > route.max_body_bytes) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let timeout = deadline(route.timeout, &parts.headers);
+
+    let guard = route.cluster.pick().ok_or(GatewayError::UpstreamUnavailable)?;
+    let endpoint = guard.endpoint();
+
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let original_authority = parts.uri.authority().cloned();
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(endpoint.authority.clone());
+    uri.path_and_query = Some(path);
+    parts.uri = Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?;
+
+    strip_hop_by_hop(&mut parts.headers);
+    match route.cluster.protocol {
+        Protocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            // HTTP/2 clients name the host in :authority; HTTP/1 upstreams want Host.
+            if !parts.headers.contains_key(header::HOST) {
+                if let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                    parts.headers.insert(header::HOST, a);
+                }
+            }
+        }
+        Protocol::Http2 | Protocol::Grpc => {
+            parts.version = Version::HTTP_2;
+            // :authority carries the endpoint; a Host header is not allowed alongside.
+            parts.headers.remove(header::HOST);
+        }
+    }
+    parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    append_forwarded_for(&mut parts.headers, ctx.client_addr);
+    parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+
+    let fault = Arc::new(ClientFault::default());
+    let body = RequestBody::new(body, route.max_body_bytes, Arc::clone(&fault));
+    let upstream_req = Request::from_parts(parts, body);
+
+    let result = tokio::time::timeout(timeout, route.cluster.client().request(upstream_req)).await;
+    match result {
+        Err(_) => Err(GatewayError::UpstreamTimeout),
+        Ok(Err(e)) => {
+            // The client's own body fault explains the failure better than the upstream.
+            let err = fault.error().unwrap_or(GatewayError::UpstreamUnavailable);
+            tracing::debug!(upstream = %route.cluster.name, error = %e, error_type = err.code(), "upstream request failed");
+            Err(err)
+        }
+        Ok(Ok(res)) => {
+            if let Some(err) = fault.error() {
+                return Err(err);
+            }
+            let (mut parts, body) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            // The client sees the version it spoke, whatever the upstream spoke.
+            parts.version = Version::HTTP_11;
+            Ok(Response::from_parts(parts, GatewayBody::upstream(body, Some(guard))))
+        }
+    }
+}
+
+fn append_forwarded_for(headers: &mut http::HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+}
+
+/// The route's timeout, shortened by a gRPC client's own `grpc-timeout`.
+fn deadline(route_timeout: Duration, headers: &http::HeaderMap) -> Duration {
+    headers
+        .get(&GRPC_TIMEOUT)
+        .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+        .map_or(route_timeout, |t| t.min(route_timeout))
+}
+
+/// Parses `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(v: &[u8]) -> Option<Duration> {
+    let (unit, digits) = v.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_parses_and_shortens_the_route_timeout() {
+        assert_eq!(parse_grpc_timeout(b"100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"10x"), None);
+        let mut h = http::HeaderMap::new();
+        h.insert(&GRPC_TIMEOUT, HeaderValue::from_static("50m"));
+        assert_eq!(deadline(Duration::from_secs(5), &h), Duration::from_millis(50));
+        h.insert(&GRPC_TIMEOUT, HeaderValue::from_static("50S"));
+        assert_eq!(deadline(Duration::from_secs(5), &h), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = http::HeaderMap::new();
+        append_forwarded_for(&mut h, ([10, 0, 0, 1], 5).into());
+        append_forwarded_for(&mut h, ([10, 0, 0, 2], 5).into());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
+    }
+}

@@ -1,0 +1,50 @@
+//! `x-request-id`: kept when the client sent a sane one, generated otherwise.
+
+use http::HeaderValue;
+use http::header::HeaderName;
+
+/// The header's name.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied id kept; longer ones are replaced.
+const MAX_LEN: usize = 128;
+
+/// The id for this request: the client's, if it is 1–128 visible ASCII
+/// characters, else a fresh random 128-bit id in hex.
+pub fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    generate()
+}
+
+fn generate() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for slot in out.iter_mut().rev() {
+        *slot = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_sane_ids_and_replaces_others() {
+        let mut h = http::HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_eq!(request_id(&h).len(), 32);
+        h.insert(&X_REQUEST_ID, HeaderValue::from_str(&"x".repeat(200)).expect("valid"));
+        assert_eq!(request_id(&h).len(), 32);
+        assert_ne!(generate(), generate());
+    }
+}

@@ -1,0 +1,89 @@
+//! Load balancing: round robin, or power of two choices over in-flight load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::Endpoint;
+use crate::config::Balance;
+
+/// A picked endpoint, counted as busy until the guard is dropped.
+#[derive(Debug)]
+pub struct EndpointGuard(Arc<Endpoint>);
+
+impl EndpointGuard {
+    fn new(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(endpoint)
+    }
+
+    /// The endpoint picked.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.0
+    }
+}
+
+impl Drop for EndpointGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn pick(policy: Balance, endpoints: &[Arc<Endpoint>], next: &AtomicUsize) -> Option<EndpointGuard> {
+    let n = endpoints.len();
+    let chosen = match n {
+        0 => return None,
+        1 => &endpoints[0],
+        _ => match policy {
+            Balance::RoundRobin => &endpoints[next.fetch_add(1, Ordering::Relaxed) % n],
+            Balance::P2c => {
+                // Two distinct random endpoints; the less loaded one wins.
+                let a = fastrand::usize(..n);
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                let (ea, eb) = (&endpoints[a], &endpoints[b]);
+                if eb.load() < ea.load() { eb } else { ea }
+            }
+        },
+    };
+    Some(EndpointGuard::new(Arc::clone(chosen)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(n: u16) -> Vec<Arc<Endpoint>> {
+        (1..=n).map(|p| Endpoint::new(([127, 0, 0, 1], p).into())).collect()
+    }
+
+    #[test]
+    fn round_robin_takes_each_in_turn() {
+        let eps = endpoints(3);
+        let next = AtomicUsize::new(0);
+        let ports: Vec<u16> = (0..6)
+            .map(|_| pick(Balance::RoundRobin, &eps, &next).map(|g| g.endpoint().addr.port()).unwrap_or(0))
+            .collect();
+        assert_eq!(ports, vec![1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn p2c_avoids_the_loaded_endpoint() {
+        let eps = endpoints(2);
+        let next = AtomicUsize::new(0);
+        let _busy: Vec<EndpointGuard> = (0..5).map(|_| EndpointGuard::new(Arc::clone(&eps[0]))).collect();
+        for _ in 0..20 {
+            let g = pick(Balance::P2c, &eps, &next).map(|g| g.endpoint().addr.port());
+            assert_eq!(g, Some(2));
+        }
+    }
+
+    #[test]
+    fn guards_release_load() {
+        let eps = endpoints(1);
+        let next = AtomicUsize::new(0);
+        let g = pick(Balance::P2c, &eps, &next);
+        assert_eq!(eps[0].load(), 1);
+        drop(g);
+        assert_eq!(eps[0].load(), 0);
+        assert!(pick(Balance::P2c, &[], &next).is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! Upstream clusters: a set of endpoints, a balancer that picks one, and a
+//! pooled HTTP/1 or HTTP/2 client per cluster.
+//!
+//! The endpoint set is swapped atomically when DNS answers change, so the
+//! request path reads it without a lock.
+
+mod balance;
+mod resolve;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::RequestBody;
+use crate::config::{self, Balance, Protocol};
+
+pub use balance::EndpointGuard;
+
+/// One resolved endpoint of a cluster.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The address connections go to.
+    pub addr: SocketAddr,
+    /// `addr` as a URI authority, prepared once.
+    pub authority: http::uri::Authority,
+    /// Requests (and their response bodies) in flight to this endpoint.
+    in_flight: AtomicUsize,
+}
+
+impl Endpoint {
+    fn new(addr: SocketAddr) -> Arc<Self> {
+        let authority = addr.to_string().parse().expect("a socket address is a valid authority");
+        Arc::new(Self { addr, authority, in_flight: AtomicUsize::new(0) })
+    }
+
+    fn load(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// An upstream cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The cluster's name from config: the `upstream` label.
+    pub name: Arc<str>,
+    /// The wire protocol towards it.
+    pub protocol: Protocol,
+    balance: Balance,
+    next: AtomicUsize,
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    client: Client<HttpConnector, RequestBody>,
+}
+
+impl Cluster {
+    /// Builds a cluster from config. Literal IP endpoints are usable at once;
+    /// DNS names are filled in by [`Cluster::spawn_resolver`].
+    pub fn new(name: &str, cfg: &config::Upstream) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout.0));
+        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout.0)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_endpoint)
+            // The gateway sets Host itself; see `proxy::upstream_request`.
+            .set_host(false);
+        if cfg.protocol != Protocol::Http1 {
+            builder.http2_only(true);
+        }
+        let client = builder.build(connector);
+
+        let literal: Vec<Arc<Endpoint>> =
+            cfg.endpoints.iter().filter_map(|ep| ep.parse::<SocketAddr>().ok()).map(Endpoint::new).collect();
+        Arc::new(Self {
+            name: name.into(),
+            protocol: cfg.protocol,
+            balance: cfg.balance,
+            next: AtomicUsize::new(0),
+            endpoints: ArcSwap::from_pointee(literal),
+            client,
+        })
+    }
+
+    /// The pooled client for this cluster.
+    pub fn client(&self) -> &Client<HttpConnector, RequestBody> {
+        &self.client
+    }
+
+    /// How many endpoints are currently known.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.load().len()
+    }
+
+    /// Picks an endpoint for one request; `None` when the cluster has none.
+    pub fn pick(&self) -> Option<EndpointGuard> {
+        let endpoints = self.endpoints.load();
+        balance::pick(self.balance, &endpoints, &self.next)
+    }
+
+    /// Resolves DNS names now and then every `resolve_interval`, so pods
+    /// behind a headless Service are picked up as they come and go.
+    pub fn spawn_resolver(self: &Arc<Self>, cfg: &config::Upstream) -> Option<tokio::task::JoinHandle<()>> {
+        resolve::spawn(Arc::clone(self), cfg)
+    }
+
+    fn replace_endpoints(&self, addrs: Vec<SocketAddr>) {
+        let current = self.endpoints.load();
+        // Keep existing endpoints (and their load counters) that are still there.
+        let next: Vec<Arc<Endpoint>> = addrs
+            .into_iter()
+            .map(|addr| current.iter().find(|e| e.addr == addr).cloned().unwrap_or_else(|| Endpoint::new(addr)))
+            .collect();
+        let changed = next.len() != current.len() || next.iter().zip(current.iter()).any(|(a, b)| a.addr != b.addr);
+        if changed {
+            tracing::info!(upstream = %self.name, endpoints = next.len(), "upstream endpoints changed");
+            self.endpoints.store(Arc::new(next));
+        }
+    }
+}
