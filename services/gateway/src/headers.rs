@@ -8,7 +8,9 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Removes hop-by-hop headers, including those the `Connection` header
-/// names. `TE: trailers` survives: gRPC needs it end to end.
+/// names. `TE: trailers` survives: gRPC needs it end to end. `Trailer` also
+/// survives: it announces trailers, and hyper sends HTTP/1.1 trailers only
+/// when they were announced.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Fast path: most requests carry none of these.
     if headers.contains_key(header::CONNECTION) {
@@ -33,7 +35,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         &header::UPGRADE,
         &header::PROXY_AUTHORIZATION,
         &header::PROXY_AUTHENTICATE,
-        &header::TRAILER,
     ] {
         headers.remove(name);
     }
