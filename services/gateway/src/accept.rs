@@ -18,19 +18,29 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+use tower::{Service, ServiceExt};
 
+use crate::body::GatewayBody;
 use crate::config::Limits;
-use crate::stack::Gateway;
+use crate::stack::ClientAddr;
 
 /// Accepts connections until `shutdown` turns true, then asks every
 /// connection to finish gracefully and returns once all have closed.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, limits: &Limits, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve<S>(listener: TcpListener, stack: S, limits: &Limits, mut shutdown: watch::Receiver<bool>)
+where
+    S: Service<Request<Incoming>, Response = Response<GatewayBody>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+{
     let builder = Arc::new(builder(limits));
     let idle_timeout = limits.idle_timeout.0;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -54,10 +64,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, limits: &Limits
         };
         let _ = stream.set_nodelay(true);
         let builder = Arc::clone(&builder);
-        let gateway = Arc::clone(&gateway);
+        let stack = stack.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, &builder, gateway, idle_timeout, shutdown).await;
+            serve_connection(stream, peer, &builder, stack, idle_timeout, shutdown).await;
             drop(permit);
         });
     }
@@ -82,21 +92,27 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve_connection(
+async fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
     builder: &auto::Builder<TokioExecutor>,
-    gateway: Arc<Gateway>,
+    stack: S,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response<GatewayBody>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+{
     let activity = Arc::new(Activity::new());
     let svc_activity = Arc::clone(&activity);
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |mut req| {
         let guard = InFlight::enter(Arc::clone(&svc_activity));
-        let gateway = Arc::clone(&gateway);
+        req.extensions_mut().insert(ClientAddr(peer));
+        let call = stack.clone().oneshot(req);
         async move {
-            let res = gateway.handle(req, peer).await;
+            let res = call.await?;
             Ok::<_, Infallible>(res.map(|body| Tracked { inner: body, _guard: guard }))
         }
     });

@@ -15,6 +15,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
@@ -45,6 +47,9 @@ impl ClientFault {
     }
 }
 
+/// A boxed error from any body on the request path.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a request body stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
@@ -53,22 +58,35 @@ pub enum RequestBodyError {
     TooLarge(u64),
     /// The client's body could not be read (malformed chunk, reset).
     #[error("request body could not be read: {0}")]
-    Client(#[source] hyper::Error),
+    Client(#[source] BoxError),
 }
 
 /// The client's request body, streamed upstream under a size limit.
-#[derive(Debug)]
+///
+/// The inner body is boxed because the layers in front of the proxy (metrics,
+/// access log) wrap it in their own types, and the upstream client's type must
+/// not depend on which layers are on.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: UnsyncBoxBody<Bytes, BoxError>,
     limit: u64,
     remaining: u64,
     fault: Arc<ClientFault>,
 }
 
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody").field("limit", &self.limit).field("remaining", &self.remaining).finish()
+    }
+}
+
 impl RequestBody {
     /// Wraps `inner`, allowing at most `limit` bytes.
-    pub fn new(inner: Incoming, limit: u64, fault: Arc<ClientFault>) -> Self {
-        Self { inner, limit, remaining: limit, fault }
+    pub fn new<B>(inner: B, limit: u64, fault: Arc<ClientFault>) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self { inner: inner.map_err(Into::into).boxed_unsync(), limit, remaining: limit, fault }
     }
 }
 

@@ -5,38 +5,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http_body::Body;
 
-use crate::body::{ClientFault, GatewayBody, RequestBody};
+use crate::body::{BoxError, ClientFault, GatewayBody, RequestBody};
 use crate::config::Protocol;
 use crate::error::GatewayError;
 use crate::headers::strip_hop_by_hop;
 use crate::request_id::X_REQUEST_ID;
 use crate::router::Route;
+use crate::stack::ClientAddr;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
-/// What the proxy needs to know about the request beyond the request itself.
-#[derive(Debug)]
-pub struct RequestContext {
-    /// The request's id, forwarded upstream.
-    pub request_id: HeaderValue,
-    /// The client's address, appended to `x-forwarded-for`.
-    pub client_addr: SocketAddr,
-}
-
 /// Sends `req` to one endpoint of the route's cluster and returns its
 /// response, or the error the client should see.
-pub async fn forward(
+pub async fn forward<B>(
     route: &Route,
-    req: Request<Incoming>,
-    ctx: &RequestContext,
-) -> Result<Response<GatewayBody>, GatewayError> {
+    req: Request<B>,
+    request_id: &HeaderValue,
+) -> Result<Response<GatewayBody>, GatewayError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = req.into_parts();
 
     // A declared length over the limit is refused before anything goes upstream;
@@ -76,8 +73,10 @@ pub async fn forward(
             parts.headers.remove(header::HOST);
         }
     }
-    parts.headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    append_forwarded_for(&mut parts.headers, ctx.client_addr);
+    parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+    if let Some(client) = parts.extensions.get::<ClientAddr>() {
+        append_forwarded_for(&mut parts.headers, client.0);
+    }
     parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 
     let fault = Arc::new(ClientFault::default());

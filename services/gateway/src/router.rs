@@ -84,9 +84,14 @@ impl Router {
 
     /// The first route that takes `req`.
     pub fn find<B>(&self, req: &Request<B>) -> Option<&Route> {
+        self.find_index(req).map(|i| &self.routes[i])
+    }
+
+    /// The index of the first route that takes `req`.
+    pub fn find_index<B>(&self, req: &Request<B>) -> Option<usize> {
         let path = req.uri().path();
         let host = request_host(req);
-        self.routes.iter().find(|r| r.matches(host, path))
+        self.routes.iter().position(|r| r.matches(host, path))
     }
 }
 

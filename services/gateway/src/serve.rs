@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::hygiene::HeadLimits;
 use crate::router::Router;
-use crate::stack::Gateway;
+use crate::stack::{self, Gateway};
 use crate::upstream::Cluster;
 use crate::{accept, admin};
 
@@ -68,7 +68,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
     let admin_task = tokio::spawn(admin::serve(admin_listener, stop_rx.clone()));
     let public_task = tokio::spawn({
         let limits = config.limits.clone();
-        async move { accept::serve(public, gateway, &limits, stop_rx).await }
+        async move { accept::serve(public, stack::public_service(gateway), &limits, stop_rx).await }
     });
 
     wait_for_signal().await;

@@ -2,30 +2,70 @@
 //! in its own module; this file only decides the order and says why.
 //!
 //! ```text
-//! accept (accept.rs: connection cap, HTTP/1 parser limits, header-read and idle timeouts)
-//!   → request id            every later stage, log line and error body can name the request
-//!   → [access log]          arrives with the logging issue; wraps everything below so
-//!                           rejected requests are logged too
-//!   → [RED metrics, server] arrives with the metrics issue; same reason
-//!   → hygiene               malformed heads are the client's error, before any route counts them
-//!   → route match           picks the route and its cluster; unmatched → 404 / UNIMPLEMENTED
-//!   → [authenticate, rate limit, authorize]  arrive with the auth issue; need the route's rules
-//!   → proxy                 timeout, balance, pooled client, streaming bodies
+//! accept.rs       connection cap, HTTP/1 parser limits, header-read and idle timeouts;
+//!                 puts the client's address in the request
+//!   → request id  first: every later stage, log line and error body names the request
+//!   → route match annotates the request with its route before telemetry, so metrics and
+//!                 logs are labelled by route name (never the raw path); rejects nothing yet
+//!   → [access log, RED metrics] wrap everything below, so rejected requests count too
+//!   → hygiene     malformed heads are the client's error, answered before any upstream
+//!   → no route    404 / UNIMPLEMENTED
+//!   → [authenticate, rate limit, authorize]  need the route's rules, so after the match
+//!   → proxy       timeout, balance, pooled client, streaming bodies
 //! ```
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use http::{Request, Response, header};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body;
 use hyper::body::Incoming;
+use tower::{Service, ServiceBuilder};
 
-use crate::body::GatewayBody;
+use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
 use crate::hygiene::{self, HeadLimits};
-use crate::proxy::{self, RequestContext};
+use crate::proxy;
 use crate::request_id::{X_REQUEST_ID, request_id};
 use crate::router::Router;
 
-/// The public listener's request handler.
+/// The client's address, set by the accept stage.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The request's id, set by the request-id stage.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub HeaderValue);
+
+/// The index of the route that takes the request, set by the route stage.
+#[derive(Clone, Copy, Debug)]
+pub struct MatchedRoute(pub usize);
+
+/// Builds the public listener's service: every stage in request order.
+pub fn public_service(
+    gateway: Arc<Gateway>,
+) -> impl Service<Request<Incoming>, Response = Response<GatewayBody>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    let router = Arc::clone(&gateway);
+    ServiceBuilder::new().map_request(assign_request_id).map_request(move |req| router.annotate_route(req)).service_fn(
+        move |req| {
+            let gateway = Arc::clone(&gateway);
+            async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+        },
+    )
+}
+
+fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let id = request_id(req.headers());
+    req.extensions_mut().insert(RequestId(id));
+    req
+}
+
+/// The stages after the telemetry layers: hygiene, rejection, proxy.
 #[derive(Debug)]
 pub struct Gateway {
     router: Router,
@@ -43,26 +83,50 @@ impl Gateway {
         &self.router
     }
 
-    /// Handles one request. Never fails: gateway errors become responses.
-    pub async fn handle(&self, req: Request<Incoming>, client_addr: SocketAddr) -> Response<GatewayBody> {
-        let ctx = RequestContext { request_id: request_id(req.headers()), client_addr };
+    fn annotate_route<B>(&self, mut req: Request<B>) -> Request<B> {
+        if let Some(i) = self.router.find_index(&req) {
+            req.extensions_mut().insert(MatchedRoute(i));
+        }
+        req
+    }
+
+    /// Handles one annotated request. Never fails: gateway errors become
+    /// responses in the client's protocol.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<GatewayBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let id = req.extensions().get::<RequestId>().map_or_else(|| request_id(req.headers()), |r| r.0.clone());
         let grpc = is_grpc(&req);
-        let mut res = match self.route_and_forward(req, &ctx).await {
+        let mut res = match self.route_and_forward(req, &id).await {
             Ok(res) => res,
-            Err(e) => e.into_response(grpc, &ctx.request_id),
+            Err(e) => {
+                let mut res = e.into_response(grpc, &id);
+                res.extensions_mut().insert(e);
+                res
+            }
         };
-        res.headers_mut().insert(&X_REQUEST_ID, ctx.request_id);
+        res.headers_mut().insert(&X_REQUEST_ID, id);
         res
     }
 
-    async fn route_and_forward(
+    async fn route_and_forward<B>(
         &self,
-        req: Request<Incoming>,
-        ctx: &RequestContext,
-    ) -> Result<Response<GatewayBody>, GatewayError> {
+        req: Request<B>,
+        id: &HeaderValue,
+    ) -> Result<Response<GatewayBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         hygiene::check(&req, self.limits)?;
-        let route = self.router.find(&req).ok_or(GatewayError::NoRoute)?;
-        proxy::forward(route, req, ctx).await
+        let route = req
+            .extensions()
+            .get::<MatchedRoute>()
+            .and_then(|m| self.router.routes().get(m.0))
+            .ok_or(GatewayError::NoRoute)?;
+        proxy::forward(route, req, id).await
     }
 }
 

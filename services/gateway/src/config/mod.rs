@@ -38,6 +38,12 @@ pub struct Config {
     /// Log level and format.
     #[serde(default)]
     pub logging: Logging,
+    /// Metrics options.
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// Graceful shutdown timing.
+    #[serde(default)]
+    pub shutdown: Shutdown,
     /// Upstream clusters by name.
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
@@ -139,6 +145,43 @@ fn default_max_connections() -> usize {
 }
 fn default_max_concurrent_streams() -> u32 {
     256
+}
+
+/// Metrics options. The exporter itself is chosen by `OTEL_METRICS_EXPORTER`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Histogram buckets, in seconds, for every duration histogram (default
+    /// 0.5 ms to 30 s, see the README).
+    pub duration_buckets: Option<Vec<f64>>,
+}
+
+/// Graceful shutdown on SIGTERM or SIGINT.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    /// How long the gateway keeps serving after readiness turns 503, so
+    /// load balancers and Kubernetes endpoints stop sending (default 5s).
+    #[serde(default = "default_drain_delay")]
+    pub drain_delay: Secs,
+    /// How long in-flight requests may take to finish after that; the rest
+    /// are cut (default 20s; with the drain delay it stays under
+    /// Kubernetes' default 30 s grace period).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Secs,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self { drain_delay: default_drain_delay(), shutdown_timeout: default_shutdown_timeout() }
+    }
+}
+
+fn default_drain_delay() -> Secs {
+    Secs(Duration::from_secs(5))
+}
+fn default_shutdown_timeout() -> Secs {
+    Secs(Duration::from_secs(20))
 }
 
 /// Log output.
@@ -256,6 +299,25 @@ pub struct Route {
     /// Authentication and authorization requirements.
     #[serde(default)]
     pub auth: Auth,
+    /// For `grpc_service` routes: the service's methods and their call
+    /// types. Metrics label listed methods by name; others count as
+    /// `grpc_method="unknown"`, so clients cannot grow the series.
+    #[serde(default)]
+    pub grpc_methods: BTreeMap<String, GrpcType>,
+}
+
+/// A gRPC method's call type, as go-grpc-prometheus names it.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GrpcType {
+    /// One request, one response.
+    Unary,
+    /// A stream of requests, one response.
+    ClientStream,
+    /// One request, a stream of responses.
+    ServerStream,
+    /// Streams both ways.
+    BidiStream,
 }
 
 fn default_route_timeout() -> Secs {

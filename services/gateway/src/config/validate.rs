@@ -54,6 +54,18 @@ pub(super) fn validate(config: &Config) -> Vec<FieldError> {
     if limits.idle_timeout.0.is_zero() {
         err("limits.idle_timeout".into(), "must be greater than zero".into());
     }
+    if let Some(buckets) = &config.metrics.duration_buckets {
+        let increasing = buckets.windows(2).all(|w| w[0] < w[1]);
+        if buckets.is_empty() || !increasing || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0) {
+            err(
+                "metrics.duration_buckets".into(),
+                "expected a non-empty, strictly increasing list of positive seconds".into(),
+            );
+        }
+    }
+    if config.shutdown.shutdown_timeout.0.is_zero() {
+        err("shutdown.shutdown_timeout".into(), "must be greater than zero".into());
+    }
     if !matches!(config.logging.level.trim(), l if !l.is_empty()) {
         err("logging.level".into(), "must not be empty (e.g. \"info\")".into());
     }
@@ -101,6 +113,14 @@ pub(super) fn validate(config: &Config) -> Vec<FieldError> {
         }
         if route.timeout.0.is_zero() {
             err(format!("{path}.timeout"), "must be greater than zero".into());
+        }
+        if !route.grpc_methods.is_empty() && route.matcher.grpc_service.is_none() {
+            err(format!("{path}.grpc_methods"), "only allowed on routes that match a grpc_service".into());
+        }
+        for method in route.grpc_methods.keys() {
+            if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                err(format!("{path}.grpc_methods.{method}"), "expected a method name such as Unary".into());
+            }
         }
         for (j, scope) in route.auth.scopes.iter().enumerate() {
             if scope.is_empty() || scope.chars().any(char::is_whitespace) {
