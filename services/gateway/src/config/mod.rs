@@ -241,6 +241,20 @@ pub struct Upstream {
     /// Most idle pooled connections kept per endpoint (default 256).
     #[serde(default = "default_pool_max_idle")]
     pub pool_max_idle_per_endpoint: usize,
+    /// Whether readiness needs at least one answering endpoint (default true).
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// How often each endpoint is probed with a TCP connect (default 5s);
+    /// endpoints that do not answer are skipped by the balancer.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: Secs,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_probe_interval() -> Secs {
+    Secs(Duration::from_secs(5))
 }
 
 fn default_connect_timeout() -> Secs {

@@ -86,6 +86,9 @@ pub(super) fn validate(config: &Config) -> Vec<FieldError> {
         if up.connect_timeout.0.is_zero() {
             err(format!("{path}.connect_timeout"), "must be greater than zero".into());
         }
+        if up.probe_interval.0.is_zero() {
+            err(format!("{path}.probe_interval"), "must be greater than zero".into());
+        }
         if up.resolve_interval.0.is_zero() {
             err(format!("{path}.resolve_interval"), "must be greater than zero".into());
         }

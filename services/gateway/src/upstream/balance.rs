@@ -34,13 +34,29 @@ pub(super) fn pick(policy: Balance, endpoints: &[Arc<Endpoint>], next: &AtomicUs
         0 => return None,
         1 => &endpoints[0],
         _ => match policy {
-            Balance::RoundRobin => &endpoints[next.fetch_add(1, Ordering::Relaxed) % n],
+            Balance::RoundRobin => {
+                // The next healthy endpoint in turn; all of them when none is.
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|i| &endpoints[(start + i) % n]).find(|e| e.is_healthy()).unwrap_or(&endpoints[start % n])
+            }
             Balance::P2c => {
-                // Two distinct random endpoints; the less loaded one wins.
+                // Two distinct random endpoints; a healthy one beats an
+                // unhealthy one, then the less loaded wins.
                 let a = fastrand::usize(..n);
                 let b = (a + 1 + fastrand::usize(..n - 1)) % n;
                 let (ea, eb) = (&endpoints[a], &endpoints[b]);
-                if eb.load() < ea.load() { eb } else { ea }
+                match (ea.is_healthy(), eb.is_healthy()) {
+                    (true, false) => ea,
+                    (false, true) => eb,
+                    (false, false) => endpoints.iter().find(|e| e.is_healthy()).unwrap_or(ea),
+                    (true, true) => {
+                        if eb.load() < ea.load() {
+                            eb
+                        } else {
+                            ea
+                        }
+                    }
+                }
             }
         },
     };
@@ -74,6 +90,24 @@ mod tests {
             let g = pick(Balance::P2c, &eps, &next).map(|g| g.endpoint().addr.port());
             assert_eq!(g, Some(2));
         }
+    }
+
+    #[test]
+    fn unhealthy_endpoints_are_skipped_unless_all_are() {
+        let eps = endpoints(3);
+        let next = AtomicUsize::new(0);
+        eps[1].healthy.store(false, Ordering::Relaxed);
+        for policy in [Balance::RoundRobin, Balance::P2c] {
+            for _ in 0..30 {
+                let port = pick(policy, &eps, &next).map(|g| g.endpoint().addr.port());
+                assert_ne!(port, Some(2), "{policy:?}");
+            }
+        }
+        for e in &eps {
+            e.healthy.store(false, Ordering::Relaxed);
+        }
+        assert!(pick(Balance::P2c, &eps, &next).is_some());
+        assert!(pick(Balance::RoundRobin, &eps, &next).is_some());
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! request path reads it without a lock.
 
 mod balance;
+pub mod probe;
 mod resolve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
@@ -30,16 +31,24 @@ pub struct Endpoint {
     pub authority: http::uri::Authority,
     /// Requests (and their response bodies) in flight to this endpoint.
     in_flight: AtomicUsize,
+    /// The last probe's verdict; endpoints start healthy so traffic flows
+    /// before the first probe round.
+    healthy: AtomicBool,
 }
 
 impl Endpoint {
     fn new(addr: SocketAddr) -> Arc<Self> {
         let authority = addr.to_string().parse().expect("a socket address is a valid authority");
-        Arc::new(Self { addr, authority, in_flight: AtomicUsize::new(0) })
+        Arc::new(Self { addr, authority, in_flight: AtomicUsize::new(0), healthy: AtomicBool::new(true) })
     }
 
     fn load(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last probe reached this endpoint.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 }
 
@@ -95,9 +104,10 @@ impl Cluster {
         &self.client
     }
 
-    /// How many endpoints are currently known.
-    pub fn endpoint_count(&self) -> usize {
-        self.endpoints.load().len()
+    /// How many endpoints are currently known, and how many of them healthy.
+    pub fn endpoint_counts(&self) -> (usize, usize) {
+        let eps = self.endpoints.load();
+        (eps.len(), eps.iter().filter(|e| e.is_healthy()).count())
     }
 
     /// Picks an endpoint for one request; `None` when the cluster has none.
