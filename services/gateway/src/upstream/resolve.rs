@@ -42,3 +42,39 @@ async fn resolve_all(names: &[String], upstream: &str) -> Vec<SocketAddr> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_and_literals_resolve_sorted_without_duplicates() {
+        let names = vec!["localhost:7001".to_owned(), "127.0.0.1:7001".to_owned(), "10.0.0.1:80".to_owned()];
+        let addrs = resolve_all(&names, "test").await;
+        assert!(addrs.contains(&SocketAddr::from(([127, 0, 0, 1], 7001))), "{addrs:?}");
+        assert!(addrs.contains(&SocketAddr::from(([10, 0, 0, 1], 80))), "{addrs:?}");
+        assert_eq!(addrs.iter().filter(|a| **a == SocketAddr::from(([127, 0, 0, 1], 7001))).count(), 1);
+        let mut sorted = addrs.clone();
+        sorted.sort();
+        assert_eq!(addrs, sorted);
+    }
+
+    #[tokio::test]
+    async fn the_resolver_fills_a_named_cluster() {
+        let cfg: config::Upstream = serde_norway::from_str(
+            "{ protocol: http1, endpoints: ['localhost:7001'], resolve_interval: 50ms }",
+        )
+        .expect("valid upstream");
+        let cluster = Cluster::new("named", &cfg);
+        assert_eq!(cluster.endpoint_counts().0, 0, "names are not resolved synchronously");
+        let task = cluster.spawn_resolver(&cfg).expect("a resolver for a DNS name");
+        for _ in 0..100 {
+            if cluster.endpoint_counts().0 > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        task.abort();
+        assert!(cluster.endpoint_counts().0 >= 1);
+    }
+}

@@ -1,0 +1,1 @@
+//! Black-box end-to-end tests (under `e2e/`) and the benchmark harness (under `bench/`).
