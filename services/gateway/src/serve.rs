@@ -1,22 +1,33 @@
 //! `gatehouse serve`: builds the runtime, binds both listeners, serves until
-//! SIGTERM or SIGINT, then drains.
+//! SIGTERM or SIGINT, then drains:
+//!
+//! 1. readiness turns 503 and gRPC health NOT_SERVING at once, so Kubernetes
+//!    takes the pod out of its endpoints;
+//! 2. traffic is still served for `drain_delay`, while that news spreads;
+//! 3. the listener closes, HTTP/2 connections get GOAWAY and HTTP/1 ones
+//!    `Connection: close`, and in-flight requests get `shutdown_timeout` to
+//!    finish; whatever is left is cut;
+//! 4. the process exits 0. A second signal at any point exits at once.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use gatehouse_health::{ConfigHash, Health, Info};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::hygiene::HeadLimits;
 use crate::router::Router;
 use crate::stack::{self, Gateway};
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, probe};
 use crate::{accept, admin};
 
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Exit code when a second signal cuts the drain short.
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// Runs the gateway; returns the process exit code.
 pub fn run(config: Config) -> ExitCode {
@@ -33,19 +44,37 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "gateway failed");
-            ExitCode::FAILURE
-        }
-    }
+    let code = rt.block_on(serve(config));
+    // Cut connections that outlived the shutdown timeout now, so their
+    // access lines are written before the process exits.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
-async fn serve(config: Config) -> std::io::Result<()> {
+/// Build facts baked in by `build.rs`.
+pub fn build_info() -> (&'static str, &'static str, &'static str) {
+    (env!("CARGO_PKG_VERSION"), env!("GATEHOUSE_COMMIT"), env!("GATEHOUSE_BUILD_TIME"))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let health = Health::new();
     let clusters: Vec<Arc<Cluster>> = config.upstreams.iter().map(|(name, up)| Cluster::new(name, up)).collect();
-    let resolvers: Vec<_> =
-        clusters.iter().zip(config.upstreams.values()).filter_map(|(c, up)| c.spawn_resolver(up)).collect();
+    let mut tasks = Vec::new();
+    for (cluster, up) in clusters.iter().zip(config.upstreams.values()) {
+        tasks.extend(cluster.spawn_resolver(up));
+        let check = health.register(format!("upstream:{}", cluster.name), up.required);
+        tasks.push(probe::spawn(Arc::clone(cluster), up.probe_interval.0, up.connect_timeout.0, move |_, r| {
+            let result = if r.healthy > 0 { Ok(()) } else { Err(format!("no endpoint answers (0 of {})", r.total)) };
+            check.report(result, r.latency);
+        }));
+    }
     let router = Router::new(&config.routes, &clusters);
     let limits = HeadLimits {
         max_headers: config.limits.max_headers,
@@ -53,46 +82,82 @@ async fn serve(config: Config) -> std::io::Result<()> {
     };
     let gateway = Arc::new(Gateway::new(router, limits));
 
-    // Validation already parsed both addresses.
-    let public = TcpListener::bind(&config.listeners.public).await?;
-    let admin_listener = TcpListener::bind(&config.listeners.admin).await?;
+    let (public, admin_listener) =
+        match tokio::try_join!(TcpListener::bind(&config.listeners.public), TcpListener::bind(&config.listeners.admin))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind the listeners");
+                return ExitCode::FAILURE;
+            }
+        };
+    let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (public_addr, admin_addr) = (addr(&public), addr(&admin_listener));
+    let (version, commit, build_time) = build_info();
+    let info = Info {
+        version: version.to_owned(),
+        commit: commit.to_owned(),
+        build_time: build_time.to_owned(),
+        config_hash: ConfigHash::new(config.source_hash.clone()),
+        started_at: SystemTime::now(),
+        listeners: BTreeMap::from([
+            ("admin".to_owned(), admin_addr.clone()),
+            ("public".to_owned(), public_addr.clone()),
+        ]),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(health.clone(), info), stop_rx.clone()));
+    let public_task = tokio::spawn({
+        let limits = config.limits.clone();
+        let stop_rx = stop_rx.clone();
+        async move { accept::serve(public, stack::public_service(gateway), &limits, stop_rx).await }
+    });
+    health.set_config_loaded(true);
     tracing::info!(
-        public = %public.local_addr()?,
-        admin = %admin_listener.local_addr()?,
+        public = %public_addr,
+        admin = %admin_addr,
         routes = config.routes.len(),
         upstreams = clusters.len(),
         "listening"
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(admin::serve(admin_listener, stop_rx.clone()));
-    let public_task = tokio::spawn({
-        let limits = config.limits.clone();
-        async move { accept::serve(public, stack::public_service(gateway), &limits, stop_rx).await }
-    });
-
-    wait_for_signal().await;
-    tracing::info!("shutdown signal received; draining");
+    next_signal(&mut term, &mut int).await;
+    health.start_draining();
+    let shutdown = &config.shutdown;
+    tracing::info!(
+        drain_delay_ms = shutdown.drain_delay.0.as_millis() as u64,
+        shutdown_timeout_ms = shutdown.shutdown_timeout.0.as_millis() as u64,
+        "shutdown signal received; readiness is now 503"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(shutdown.drain_delay.0) => {}
+        _ = next_signal(&mut term, &mut int) => return interrupted(),
+    }
+    tracing::info!("drain delay over; closing the listener and finishing in-flight requests");
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_TIMEOUT, public_task).await;
-    if drained.is_err() {
-        tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+    tokio::select! {
+        done = tokio::time::timeout(shutdown.shutdown_timeout.0, public_task) => {
+            if done.is_err() {
+                tracing::warn!("in-flight requests outlasted the shutdown timeout; cutting them");
+            }
+        }
+        _ = next_signal(&mut term, &mut int) => return interrupted(),
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
-    for r in resolvers {
-        r.abort();
+    for t in tasks {
+        t.abort();
     }
     tracing::info!("stopped");
-    Ok(())
+    ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers, only a kill stops the process.
-        std::future::pending::<()>().await;
-        return;
-    };
+fn interrupted() -> ExitCode {
+    tracing::warn!("second signal: exiting at once");
+    ExitCode::from(EXIT_INTERRUPTED)
+}
+
+async fn next_signal(term: &mut Signal, int: &mut Signal) {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -50,6 +50,9 @@ pub struct Config {
     /// Routes, matched in order: the first match wins.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// SHA-256 of the file's text, shown by `/info` (not a config key).
+    #[serde(skip)]
+    pub source_hash: String,
 }
 
 /// The two listeners.
@@ -406,6 +409,17 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 impl Config {
     /// Reads, parses and validates a config file, then applies environment
     /// overrides.
@@ -417,6 +431,7 @@ impl Config {
             }])
         })?;
         let mut config = Self::parse(&text)?;
+        config.source_hash = sha256_hex(text.as_bytes());
         if let Ok(url) = std::env::var(DATABASE_URL_ENV) {
             config.database.url = url;
         }

@@ -61,10 +61,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_fills_a_named_cluster() {
-        let cfg: config::Upstream = serde_norway::from_str(
-            "{ protocol: http1, endpoints: ['localhost:7001'], resolve_interval: 50ms }",
-        )
-        .expect("valid upstream");
+        let cfg: config::Upstream =
+            serde_norway::from_str("{ protocol: http1, endpoints: ['localhost:7001'], resolve_interval: 50ms }")
+                .expect("valid upstream");
         let cluster = Cluster::new("named", &cfg);
         assert_eq!(cluster.endpoint_counts().0, 0, "names are not resolved synchronously");
         let task = cluster.spawn_resolver(&cfg).expect("a resolver for a DNS name");
