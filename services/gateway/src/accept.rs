@@ -28,15 +28,15 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::body::GatewayBody;
 use crate::config::Limits;
 use crate::stack::ClientAddr;
+use crate::stack::PublicBody;
 
 /// Accepts connections until `shutdown` turns true, then asks every
 /// connection to finish gracefully and returns once all have closed.
 pub async fn serve<S>(listener: TcpListener, stack: S, limits: &Limits, mut shutdown: watch::Receiver<bool>)
 where
-    S: Service<Request<Incoming>, Response = Response<GatewayBody>, Error = Infallible, Future: Send>
+    S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
         + Clone
         + Send
         + 'static,
@@ -100,7 +100,7 @@ async fn serve_connection<S>(
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<GatewayBody>, Error = Infallible, Future: Send>
+    S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
         + Clone
         + Send
         + 'static,

@@ -5,6 +5,7 @@
 //! it and says why each stage stands where it does.
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod cli;

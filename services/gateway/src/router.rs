@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_telemetry::http::RouteLabel;
 use http::Request;
 
 use crate::config;
@@ -16,6 +17,8 @@ use crate::upstream::Cluster;
 pub struct Route {
     /// The route's name: the `route` label.
     pub name: Arc<str>,
+    /// The route's metric label with its cached handles.
+    pub label: RouteLabel,
     rule: Rule,
     host: Option<String>,
     /// The cluster it forwards to.
@@ -63,8 +66,10 @@ impl Router {
                 } else {
                     Rule::Any
                 };
+                let name: Arc<str> = r.name.as_str().into();
                 Some(Route {
-                    name: r.name.as_str().into(),
+                    label: RouteLabel::new(Arc::clone(&name)),
+                    name,
                     rule,
                     host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     cluster: Arc::clone(cluster),

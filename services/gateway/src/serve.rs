@@ -110,8 +110,9 @@ async fn serve(config: Config) -> ExitCode {
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(health.clone(), info), stop_rx.clone()));
     let public_task = tokio::spawn({
         let limits = config.limits.clone();
+        let access_log = config.logging.access_log;
         let stop_rx = stop_rx.clone();
-        async move { accept::serve(public, stack::public_service(gateway), &limits, stop_rx).await }
+        async move { accept::serve(public, stack::public_service(gateway, access_log), &limits, stop_rx).await }
     });
     health.set_config_loaded(true);
     tracing::info!(

@@ -24,6 +24,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder};
 
+use crate::access_log::{AccessLogLayer, LogBody, UpstreamName};
 use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
 use crate::hygiene::{self, HeadLimits};
@@ -39,6 +40,9 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
+/// The response body the public listener sends.
+pub type PublicBody = LogBody<GatewayBody>;
+
 /// The index of the route that takes the request, set by the route stage.
 #[derive(Clone, Copy, Debug)]
 pub struct MatchedRoute(pub usize);
@@ -46,17 +50,20 @@ pub struct MatchedRoute(pub usize);
 /// Builds the public listener's service: every stage in request order.
 pub fn public_service(
     gateway: Arc<Gateway>,
-) -> impl Service<Request<Incoming>, Response = Response<GatewayBody>, Error = Infallible, Future: Send>
+    access_log: bool,
+) -> impl Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
 + Clone
 + Send
 + 'static {
     let router = Arc::clone(&gateway);
-    ServiceBuilder::new().map_request(assign_request_id).map_request(move |req| router.annotate_route(req)).service_fn(
-        move |req| {
+    ServiceBuilder::new()
+        .map_request(assign_request_id)
+        .map_request(move |req| router.annotate_route(req))
+        .layer(AccessLogLayer::new(access_log))
+        .service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
             async move { Ok::<_, Infallible>(gateway.handle(req).await) }
-        },
-    )
+        })
 }
 
 fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
@@ -85,7 +92,10 @@ impl Gateway {
 
     fn annotate_route<B>(&self, mut req: Request<B>) -> Request<B> {
         if let Some(i) = self.router.find_index(&req) {
-            req.extensions_mut().insert(MatchedRoute(i));
+            let label = self.router.routes()[i].label.clone();
+            let ext = req.extensions_mut();
+            ext.insert(MatchedRoute(i));
+            ext.insert(label);
         }
         req
     }
@@ -99,7 +109,13 @@ impl Gateway {
     {
         let id = req.extensions().get::<RequestId>().map_or_else(|| request_id(req.headers()), |r| r.0.clone());
         let grpc = is_grpc(&req);
-        let mut res = match self.route_and_forward(req, &id).await {
+        let route = req.extensions().get::<MatchedRoute>().and_then(|m| self.router.routes().get(m.0));
+        let result = match (hygiene::check(&req, self.limits), route) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(GatewayError::NoRoute),
+            (Ok(()), Some(route)) => proxy::forward(route, req, &id).await,
+        };
+        let mut res = match result {
             Ok(res) => res,
             Err(e) => {
                 let mut res = e.into_response(grpc, &id);
@@ -107,26 +123,11 @@ impl Gateway {
                 res
             }
         };
+        if let Some(route) = route {
+            res.extensions_mut().insert(UpstreamName(Arc::clone(&route.cluster.name)));
+        }
         res.headers_mut().insert(&X_REQUEST_ID, id);
         res
-    }
-
-    async fn route_and_forward<B>(
-        &self,
-        req: Request<B>,
-        id: &HeaderValue,
-    ) -> Result<Response<GatewayBody>, GatewayError>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        hygiene::check(&req, self.limits)?;
-        let route = req
-            .extensions()
-            .get::<MatchedRoute>()
-            .and_then(|m| self.router.routes().get(m.0))
-            .ok_or(GatewayError::NoRoute)?;
-        proxy::forward(route, req, id).await
     }
 }
 

@@ -198,11 +198,14 @@ pub struct Logging {
     /// `json` (default) or `text`.
     #[serde(default)]
     pub format: LogFormat,
+    /// One line per request (default true).
+    #[serde(default = "default_true")]
+    pub access_log: bool,
 }
 
 impl Default for Logging {
     fn default() -> Self {
-        Self { level: default_log_level(), format: LogFormat::default() }
+        Self { level: default_log_level(), format: LogFormat::default(), access_log: true }
     }
 }
 

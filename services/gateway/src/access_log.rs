@@ -1,0 +1,332 @@
+//! One JSON access line per request, written when the response body ends,
+//! fails, or is dropped because the client went away, so every request is
+//! logged exactly once, including those the gateway rejects or that are cut
+//! at shutdown.
+//!
+//! Never logged: the query string, `Authorization`, API keys, cookies.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use gatehouse_telemetry::grpc::GrpcCode;
+use gatehouse_telemetry::http::RouteLabel;
+use http::{HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use tower::{Layer, Service};
+
+use crate::error::GatewayError;
+use crate::stack::{ClientAddr, RequestId, is_grpc};
+
+/// The upstream cluster a request went to; set by the gateway on responses.
+#[derive(Clone, Debug)]
+pub struct UpstreamName(pub Arc<str>);
+
+/// The authenticated principal; set by the auth stage on responses.
+#[derive(Clone, Debug)]
+pub struct IdentityId(pub Arc<str>);
+
+/// Adds [`AccessLog`]. When disabled the layer stays in the stack (so the
+/// stack's type does not depend on config) but records nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct AccessLogLayer {
+    enabled: bool,
+}
+
+impl AccessLogLayer {
+    /// An access log that writes lines when `enabled`.
+    pub fn new(enabled: bool) -> Self {
+        Self { enabled }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog { inner, enabled: self.enabled }
+    }
+}
+
+/// Writes one access line per request.
+#[derive(Clone, Debug)]
+pub struct AccessLog<S> {
+    inner: S,
+    enabled: bool,
+}
+
+/// What is known when the request arrives.
+struct Entry {
+    start: Instant,
+    method: Method,
+    uri: Uri,
+    protocol: &'static str,
+    request_id: Option<HeaderValue>,
+    trace_id: Option<HeaderValue>,
+    route: Option<RouteLabel>,
+    client_ip: Option<IpAddr>,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl<S, B, ResB> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<CountBody<B>>, Response = Response<ResB>>,
+    B: Body<Data = Bytes>,
+    ResB: Body<Data = Bytes>,
+{
+    type Response = Response<LogBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if !self.enabled {
+            let req = req.map(|inner| CountBody { inner, bytes: None });
+            return ResponseFuture { inner: self.inner.call(req), entry: None };
+        }
+        let protocol = if is_grpc(&req) {
+            "grpc"
+        } else if req.version() == Version::HTTP_2 {
+            "http2"
+        } else {
+            "http1"
+        };
+        let ext = req.extensions();
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let entry = Entry {
+            start: Instant::now(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            protocol,
+            request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
+            trace_id: req.headers().get("traceparent").and_then(trace_id),
+            route: ext.get::<RouteLabel>().cloned(),
+            client_ip: ext.get::<ClientAddr>().map(|c| c.0.ip()),
+            bytes_in: Arc::clone(&bytes_in),
+        };
+        let req = req.map(|inner| CountBody { inner, bytes: Some(bytes_in) });
+        ResponseFuture { inner: self.inner.call(req), entry: Some(entry) }
+    }
+}
+
+/// `traceparent` is `version-traceid-parentid-flags`; the trace id is the
+/// 32 hex digits after the first dash.
+fn trace_id(v: &HeaderValue) -> Option<HeaderValue> {
+    let b = v.as_bytes();
+    let id = b.get(3..35)?;
+    (b.get(2) == Some(&b'-') && id.iter().all(u8::is_ascii_hexdigit)).then(|| HeaderValue::from_bytes(id).ok())?
+}
+
+pin_project_lite::pin_project! {
+    /// Waits for the response head, then hands the entry to the body.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        entry: Option<Entry>,
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: Body,
+{
+    type Output = Result<Response<LogBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let Some(entry) = this.entry.take() else {
+            return Poll::Ready(Ok(res.map(|inner| LogBody { inner, line: None })));
+        };
+        let ext = res.extensions();
+        let line = Line {
+            status: res.status().as_u16(),
+            grpc_code: (entry.protocol == "grpc").then(|| GrpcCode::from_headers(res.headers())).flatten(),
+            error_type: ext.get::<GatewayError>().map(|e| e.code()),
+            upstream: ext.get::<UpstreamName>().map(|u| Arc::clone(&u.0)),
+            identity: ext.get::<IdentityId>().map(|i| Arc::clone(&i.0)),
+            bytes_out: 0,
+            empty_body: res.body().is_end_stream(),
+            entry,
+        };
+        Poll::Ready(Ok(res.map(|inner| LogBody { inner, line: Some(line) })))
+    }
+}
+
+/// Everything the access line says; written once.
+struct Line {
+    entry: Entry,
+    status: u16,
+    grpc_code: Option<GrpcCode>,
+    error_type: Option<&'static str>,
+    upstream: Option<Arc<str>>,
+    identity: Option<Arc<str>>,
+    bytes_out: u64,
+    /// The body was empty from the start.
+    empty_body: bool,
+}
+
+impl Line {
+    fn write(self, ended: End) {
+        let e = &self.entry;
+        let grpc_code = match (e.protocol, self.grpc_code, ended) {
+            ("grpc", Some(code), _) => Some(code),
+            // A stream cut short is never OK.
+            ("grpc", None, End::Dropped) => Some(GrpcCode::Canceled),
+            ("grpc", None, _) => Some(GrpcCode::Unknown),
+            _ => None,
+        };
+        let error_type = self.error_type.or(match ended {
+            End::Complete => None,
+            End::Dropped => Some("client_cancelled"),
+            End::Failed => Some("stream_error"),
+        });
+        tracing::info!(
+            target: "access",
+            request_id = e.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            trace_id = e.trace_id.as_ref().and_then(|v| v.to_str().ok()),
+            identity_id = self.identity.as_deref(),
+            method = e.method.as_str(),
+            path = e.uri.path(),
+            route = e.route.as_ref().map_or(gatehouse_telemetry::http::UNMATCHED, |r| r.name()),
+            protocol = e.protocol,
+            status = self.status,
+            grpc_code = grpc_code.map(GrpcCode::as_str),
+            upstream = self.upstream.as_deref(),
+            duration_ms = e.start.elapsed().as_secs_f64() * 1000.0,
+            bytes_in = e.bytes_in.load(Ordering::Relaxed),
+            bytes_out = self.bytes_out,
+            client_ip = e.client_ip.map(tracing::field::display),
+            error_type,
+            "request"
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+enum End {
+    Complete,
+    Failed,
+    Dropped,
+}
+
+pin_project_lite::pin_project! {
+    /// The request body, counted for `bytes_in`.
+    pub struct CountBody<B> {
+        #[pin]
+        inner: B,
+        bytes: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for CountBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let (Some(Ok(f)), Some(bytes)) = (&frame, this.bytes.as_ref()) {
+            if let Some(d) = f.data_ref() {
+                bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body; writes the line at its end, failure or drop.
+    pub struct LogBody<B> {
+        #[pin]
+        inner: B,
+        line: Option<Line>,
+    }
+
+    impl<B> PinnedDrop for LogBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(line) = this.line.take() {
+                // hyper never polls a body that is empty from the start
+                // (trailers-only gRPC errors, 204s): that is a completed
+                // response, not a client that went away.
+                let end = if line.empty_body { End::Complete } else { End::Dropped };
+                line.write(end);
+            }
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for LogBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(line) = this.line.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        line.bytes_out += d.len() as u64;
+                    } else if let Some(t) = f.trailers_ref() {
+                        line.grpc_code = GrpcCode::from_headers(t).or(line.grpc_code);
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    if let Some(line) = this.line.take() {
+                        line.write(End::Complete);
+                    }
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(line) = this.line.take() {
+                    line.write(End::Failed);
+                }
+            }
+            None => {
+                if let Some(line) = this.line.take() {
+                    line.write(End::Complete);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let tp = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(trace_id(&tp).as_ref().map(|v| v.as_bytes()), Some(&b"4bf92f3577b34da6a3ce929d0e0e4736"[..]));
+        assert_eq!(trace_id(&HeaderValue::from_static("garbage")), None);
+        assert_eq!(trace_id(&HeaderValue::from_static("00-zzf92f3577b34da6a3ce929d0e0e4736-00f0-01")), None);
+    }
+}
