@@ -48,7 +48,7 @@ pub fn run() -> ExitCode {
         Command::Serve { config: path } => match Config::load(&path) {
             // A bad config never binds a port.
             Err(errors) => report(&path, &errors),
-            Ok(config) => crate::serve::run(config),
+            Ok(config) => crate::serve::run(config, path),
         },
     }
 }

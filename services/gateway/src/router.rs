@@ -44,7 +44,7 @@ enum Rule {
 /// The compiled route table.
 #[derive(Debug, Default)]
 pub struct Router {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl Router {
@@ -67,7 +67,7 @@ impl Router {
                     Rule::Any
                 };
                 let name: Arc<str> = r.name.as_str().into();
-                Some(Route {
+                Some(Arc::new(Route {
                     label: RouteLabel::new(Arc::clone(&name)),
                     name,
                     rule,
@@ -76,27 +76,22 @@ impl Router {
                     timeout: r.timeout.0,
                     max_body_bytes: r.max_body_bytes.0,
                     auth: r.auth.clone(),
-                })
+                }))
             })
             .collect();
         Self { routes }
     }
 
     /// The routes, in match order.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
     /// The first route that takes `req`.
-    pub fn find<B>(&self, req: &Request<B>) -> Option<&Route> {
-        self.find_index(req).map(|i| &self.routes[i])
-    }
-
-    /// The index of the first route that takes `req`.
-    pub fn find_index<B>(&self, req: &Request<B>) -> Option<usize> {
+    pub fn find<B>(&self, req: &Request<B>) -> Option<&Arc<Route>> {
         let path = req.uri().path();
         let host = request_host(req);
-        self.routes.iter().position(|r| r.matches(host, path))
+        self.routes.iter().find(|r| r.matches(host, path))
     }
 }
 

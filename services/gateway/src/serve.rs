@@ -10,6 +10,7 @@
 //! 4. the process exits 0. A second signal at any point exits at once.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,14 +24,15 @@ use crate::config::Config;
 use crate::hygiene::HeadLimits;
 use crate::router::Router;
 use crate::stack::{self, Gateway};
-use crate::upstream::{Cluster, probe};
+use crate::upstream::ClusterSet;
 use crate::{accept, admin};
 
 /// Exit code when a second signal cuts the drain short.
 const EXIT_INTERRUPTED: u8 = 130;
 
-/// Runs the gateway; returns the process exit code.
-pub fn run(config: Config) -> ExitCode {
+/// Runs the gateway; returns the process exit code. `path` is read again on
+/// SIGHUP.
+pub fn run(config: Config, path: PathBuf) -> ExitCode {
     gatehouse_telemetry::logging::init(&config.logging.level, config.logging.format == crate::config::LogFormat::Json);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -44,7 +46,7 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = rt.block_on(serve(config));
+    let code = rt.block_on(serve(config, path));
     // Cut connections that outlived the shutdown timeout now, so their
     // access lines are written before the process exits.
     rt.shutdown_timeout(Duration::from_millis(500));
@@ -56,25 +58,18 @@ pub fn build_info() -> (&'static str, &'static str, &'static str) {
     (env!("CARGO_PKG_VERSION"), env!("GATEHOUSE_COMMIT"), env!("GATEHOUSE_BUILD_TIME"))
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
+async fn serve(config: Config, path: PathBuf) -> ExitCode {
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
+    let (mut term, mut int, mut hup) = match signals {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::error!(error = %e, "cannot install signal handlers");
             return ExitCode::FAILURE;
         }
     };
     let health = Health::new();
-    let clusters: Vec<Arc<Cluster>> = config.upstreams.iter().map(|(name, up)| Cluster::new(name, up)).collect();
-    let mut tasks = Vec::new();
-    for (cluster, up) in clusters.iter().zip(config.upstreams.values()) {
-        tasks.extend(cluster.spawn_resolver(up));
-        let check = health.register(format!("upstream:{}", cluster.name), up.required);
-        tasks.push(probe::spawn(Arc::clone(cluster), up.probe_interval.0, up.connect_timeout.0, move |_, r| {
-            let result = if r.healthy > 0 { Ok(()) } else { Err(format!("no endpoint answers (0 of {})", r.total)) };
-            check.report(result, r.latency);
-        }));
-    }
+    let mut cluster_set = ClusterSet::default();
+    let clusters = cluster_set.apply(&config.upstreams, &health);
     let router = Router::new(&config.routes, &clusters);
     let limits = HeadLimits {
         max_headers: config.limits.max_headers,
@@ -94,11 +89,12 @@ async fn serve(config: Config) -> ExitCode {
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (public_addr, admin_addr) = (addr(&public), addr(&admin_listener));
     let (version, commit, build_time) = build_info();
+    let config_hash = ConfigHash::new(config.source_hash.clone());
     let info = Info {
         version: version.to_owned(),
         commit: commit.to_owned(),
         build_time: build_time.to_owned(),
-        config_hash: ConfigHash::new(config.source_hash.clone()),
+        config_hash: config_hash.clone(),
         started_at: SystemTime::now(),
         listeners: BTreeMap::from([
             ("admin".to_owned(), admin_addr.clone()),
@@ -107,6 +103,7 @@ async fn serve(config: Config) -> ExitCode {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let reload = Reload { path, health: health.clone(), gateway: Arc::clone(&gateway), config_hash };
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(health.clone(), info), stop_rx.clone()));
     let public_task = tokio::spawn({
         let limits = config.limits.clone();
@@ -123,7 +120,13 @@ async fn serve(config: Config) -> ExitCode {
         "listening"
     );
 
-    next_signal(&mut term, &mut int).await;
+    let mut config = config;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload.run(&mut config, &mut cluster_set),
+            _ = next_signal(&mut term, &mut int) => break,
+        }
+    }
     health.start_draining();
     let shutdown = &config.shutdown;
     tracing::info!(
@@ -146,9 +149,7 @@ async fn serve(config: Config) -> ExitCode {
         _ = next_signal(&mut term, &mut int) => return interrupted(),
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
-    for t in tasks {
-        t.abort();
-    }
+    cluster_set.stop();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -162,5 +163,48 @@ async fn next_signal(term: &mut Signal, int: &mut Signal) {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// What a SIGHUP reload needs.
+struct Reload {
+    path: PathBuf,
+    health: Health,
+    gateway: Arc<Gateway>,
+    config_hash: ConfigHash,
+}
+
+impl Reload {
+    /// Reads the config file again. A bad file changes nothing but
+    /// readiness, which turns 503 until a good file is loaded: the process
+    /// keeps serving the old config, but a rollout should not proceed.
+    fn run(&self, config: &mut Config, clusters: &mut ClusterSet) {
+        let new = match Config::load(&self.path) {
+            Ok(new) => new,
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "config reload rejected");
+                }
+                self.health.set_config_loaded(false);
+                return;
+            }
+        };
+        let fixed = [
+            ("listeners", new.listeners != config.listeners),
+            ("runtime", new.runtime != config.runtime),
+            ("limits", new.limits != config.limits),
+            ("logging", new.logging != config.logging),
+            ("metrics", new.metrics != config.metrics),
+        ];
+        for (section, _) in fixed.iter().filter(|(_, changed)| *changed) {
+            tracing::warn!(section, "this section changed but takes effect only after a restart");
+        }
+        let live = clusters.apply(&new.upstreams, &self.health);
+        self.gateway.replace_router(Router::new(&new.routes, &live));
+        self.config_hash.set(new.source_hash.clone());
+        self.health.set_config_loaded(true);
+        tracing::info!(routes = new.routes.len(), upstreams = live.len(), config_hash = %new.source_hash, "config reloaded");
+        // Shutdown timing and database settings apply from the new file.
+        *config = new;
     }
 }

@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
@@ -30,7 +31,7 @@ use crate::error::GatewayError;
 use crate::hygiene::{self, HeadLimits};
 use crate::proxy;
 use crate::request_id::{X_REQUEST_ID, request_id};
-use crate::router::Router;
+use crate::router::{Route, Router};
 
 /// The client's address, set by the accept stage.
 #[derive(Clone, Copy, Debug)]
@@ -43,9 +44,11 @@ pub struct RequestId(pub HeaderValue);
 /// The response body the public listener sends.
 pub type PublicBody = LogBody<GatewayBody>;
 
-/// The index of the route that takes the request, set by the route stage.
-#[derive(Clone, Copy, Debug)]
-pub struct MatchedRoute(pub usize);
+/// The route that takes the request, set by the route stage. It is the
+/// route of the config in force when the request arrived, even if a reload
+/// swaps the table while the request is in flight.
+#[derive(Clone, Debug)]
+pub struct MatchedRoute(pub Arc<Route>);
 
 /// Builds the public listener's service: every stage in request order.
 pub fn public_service(
@@ -75,26 +78,27 @@ fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
 /// The stages after the telemetry layers: hygiene, rejection, proxy.
 #[derive(Debug)]
 pub struct Gateway {
-    router: Router,
+    router: ArcSwap<Router>,
     limits: HeadLimits,
 }
 
 impl Gateway {
     /// Assembles the request path.
     pub fn new(router: Router, limits: HeadLimits) -> Self {
-        Self { router, limits }
+        Self { router: ArcSwap::from_pointee(router), limits }
     }
 
-    /// The route table.
-    pub fn router(&self) -> &Router {
-        &self.router
+    /// Puts a new route table in force; requests already routed keep theirs.
+    pub fn replace_router(&self, router: Router) {
+        self.router.store(Arc::new(router));
     }
 
     fn annotate_route<B>(&self, mut req: Request<B>) -> Request<B> {
-        if let Some(i) = self.router.find_index(&req) {
-            let label = self.router.routes()[i].label.clone();
+        let router = self.router.load();
+        if let Some(route) = router.find(&req) {
+            let (route, label) = (Arc::clone(route), route.label.clone());
             let ext = req.extensions_mut();
-            ext.insert(MatchedRoute(i));
+            ext.insert(MatchedRoute(route));
             ext.insert(label);
         }
         req
@@ -109,8 +113,8 @@ impl Gateway {
     {
         let id = req.extensions().get::<RequestId>().map_or_else(|| request_id(req.headers()), |r| r.0.clone());
         let grpc = is_grpc(&req);
-        let route = req.extensions().get::<MatchedRoute>().and_then(|m| self.router.routes().get(m.0));
-        let result = match (hygiene::check(&req, self.limits), route) {
+        let route = req.extensions().get::<MatchedRoute>().map(|m| Arc::clone(&m.0));
+        let result = match (hygiene::check(&req, self.limits), &route) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(GatewayError::NoRoute),
             (Ok(()), Some(route)) => proxy::forward(route, req, &id).await,
@@ -123,7 +127,7 @@ impl Gateway {
                 res
             }
         };
-        if let Some(route) = route {
+        if let Some(route) = &route {
             res.extensions_mut().insert(UpstreamName(Arc::clone(&route.cluster.name)));
         }
         res.headers_mut().insert(&X_REQUEST_ID, id);

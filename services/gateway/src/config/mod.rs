@@ -56,7 +56,7 @@ pub struct Config {
 }
 
 /// The two listeners.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
     /// Public traffic: HTTP/1.1, cleartext HTTP/2 and gRPC on one port.
@@ -66,7 +66,7 @@ pub struct Listeners {
 }
 
 /// The SQL database.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Database {
     /// `sqlite://…` (default `sqlite://gatehouse.db`) or `postgres://…`;
@@ -86,7 +86,7 @@ fn default_database_url() -> String {
 }
 
 /// Async runtime sizing.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     /// Worker threads; default: one per available core.
@@ -94,7 +94,7 @@ pub struct Runtime {
 }
 
 /// Edge limits: what a client connection may cost the gateway.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Time a client has to send a complete HTTP/1 header block (default 10s).
@@ -151,7 +151,7 @@ fn default_max_concurrent_streams() -> u32 {
 }
 
 /// Metrics options. The exporter itself is chosen by `OTEL_METRICS_EXPORTER`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Histogram buckets, in seconds, for every duration histogram (default
@@ -160,7 +160,7 @@ pub struct Metrics {
 }
 
 /// Graceful shutdown on SIGTERM or SIGINT.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Shutdown {
     /// How long the gateway keeps serving after readiness turns 503, so
@@ -188,7 +188,7 @@ fn default_shutdown_timeout() -> Secs {
 }
 
 /// Log output.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Logging {
     /// A tracing filter such as `info` or `gatehouse=debug,info` (default
@@ -225,7 +225,7 @@ pub enum LogFormat {
 }
 
 /// One upstream cluster.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Wire protocol towards the cluster.

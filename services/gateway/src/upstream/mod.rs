@@ -7,6 +7,7 @@
 mod balance;
 pub mod probe;
 mod resolve;
+mod set;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::body::RequestBody;
 use crate::config::{self, Balance, Protocol};
 
 pub use balance::EndpointGuard;
+pub use set::ClusterSet;
 
 /// One resolved endpoint of a cluster.
 #[derive(Debug)]
