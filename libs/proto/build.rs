@@ -2,7 +2,7 @@
 //! a build needs no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/echo/v1/echo.proto"];
+    let protos = ["proto/echo/v1/echo.proto", "proto/gatehouse/admin/v1/admin.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -11,3 +11,15 @@ pub mod echo {
         tonic::include_proto!("echo.v1");
     }
 }
+
+/// Gatehouse's own APIs.
+pub mod gatehouse {
+    /// The admin API.
+    pub mod admin {
+        /// Version 1 of the admin API.
+        #[allow(missing_docs, unreachable_pub, clippy::all)]
+        pub mod v1 {
+            tonic::include_proto!("gatehouse.admin.v1");
+        }
+    }
+}

@@ -7,7 +7,6 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -18,18 +17,37 @@ use tracing_subscriber::registry::LookupSpan;
 /// The `service` field of every line.
 pub const SERVICE: &str = "gatehouse";
 
+/// Keeps the background log writer running; dropping it flushes every
+/// line still queued. Hold it until the process exits.
+pub type FlushGuard = tracing_appender::non_blocking::WorkerGuard;
+
+/// Lines queued for the writer thread before a logging call waits.
+const QUEUE_LINES: usize = 64 * 1024;
+
 /// Installs the global subscriber. `level` is a tracing filter such as
-/// `info`; `RUST_LOG`, when set, overrides it. Returns quietly if a
-/// subscriber is already installed (as in tests).
-pub fn init(level: &str, json: bool) {
+/// `info`; `RUST_LOG`, when set, overrides it.
+///
+/// Lines are written by a background thread, so a request never waits on
+/// stdout; when the queue is full, logging waits rather than dropping lines
+/// (an access log with holes is worse than a slower request).
+pub fn init(level: &str, json: bool) -> Option<FlushGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    let _ = if json { builder.event_format(JsonLines).try_init() } else { builder.with_target(true).try_init() };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUE_LINES)
+        .thread_name("gatehouse-log")
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let installed =
+        if json { builder.event_format(JsonLines).try_init() } else { builder.with_target(true).try_init() };
+    installed.ok().map(|()| guard)
 }
 
-/// The JSON line format.
+/// The JSON line format. Fields are written straight into the line buffer
+/// tracing-subscriber hands us: no intermediate map, one allocation-free
+/// pass per event on the request path.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonLines;
 
@@ -40,47 +58,110 @@ where
 {
     fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert("time".into(), humantime::format_rfc3339_millis(SystemTime::now()).to_string().into());
-        line.insert("level".into(), meta.level().as_str().to_ascii_lowercase().into());
-        line.insert("service".into(), SERVICE.into());
-        line.insert("target".into(), meta.target().into());
-        event.record(&mut Fields(&mut line));
-        writeln!(writer, "{}", Value::Object(line))
+        write!(writer, "{{\"time\":\"{}\",\"level\":\"", humantime::format_rfc3339_millis(SystemTime::now()))?;
+        writer.write_str(level_name(meta.level()))?;
+        writer.write_str("\",\"service\":\"")?;
+        writer.write_str(SERVICE)?;
+        writer.write_str("\"")?;
+        // An event with its own `target` field (audit events name what they
+        // acted on) keeps it; the logger's target would be a duplicate key.
+        if meta.fields().field("target").is_none() {
+            writer.write_str(",\"target\":")?;
+            write_json_str(&mut writer, meta.target())?;
+        }
+        let mut fields = Fields { out: &mut writer, result: Ok(()) };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str("}\n")
     }
 }
 
-/// Collects an event's fields; tracing's `message` becomes `msg`.
-struct Fields<'a>(&'a mut Map<String, Value>);
+fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    }
+}
 
-impl Fields<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
+/// Writes `s` as a JSON string, escaping what RFC 8259 requires.
+fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    out.write_char('"')?;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.write_str(&s[start..i])?;
+        if escape.is_empty() {
+            write!(out, "\\u{:04x}", c as u32)?;
+        } else {
+            out.write_str(escape)?;
+        }
+        start = i + c.len_utf8();
+    }
+    out.write_str(&s[start..])?;
+    out.write_char('"')
+}
+
+/// Writes an event's fields as `,"name":value`; tracing's `message`
+/// becomes `msg`.
+struct Fields<'a, W: fmt::Write> {
+    out: &'a mut W,
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> Fields<'_, W> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
         let name = match field.name() {
             "message" => "msg",
             n => n,
         };
-        self.0.insert(name.to_owned(), value);
+        self.out.write_str(",\"")?;
+        self.out.write_str(name)?;
+        self.out.write_str("\":")
+    }
+
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.out));
+        }
     }
 }
 
-impl Visit for Fields<'_> {
+impl<W: fmt::Write> Visit for Fields<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
+        self.put(field, |out| write_json_str(out, value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
+        self.put(field, |out| write!(out, "{value}"));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.put(field, |out| write!(out, "{value}"));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        if value.is_finite() {
+            self.put(field, |out| write!(out, "{value}"));
+        } else {
+            self.put(field, |out| out.write_str("null"));
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.put(field, |out| out.write_str(if value { "true" } else { "false" }));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, format!("{value:?}").into());
+        // Display and Debug values are rendered once into a small buffer so
+        // they can be escaped.
+        let text = format!("{value:?}");
+        self.put(field, |out| write_json_str(out, &text));
     }
 }
 
@@ -109,6 +190,15 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped() {
+        let mut out = String::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é").ok();
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(v, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
     fn lines_are_json_with_the_required_fields() {
         let buf = Buf::default();
         let sub = tracing_subscriber::fmt().event_format(JsonLines).with_writer(buf.clone()).finish();
@@ -116,7 +206,7 @@ mod tests {
             tracing::info!(public = %"127.0.0.1:1", count = 3u64, ok = true, "listening");
         });
         let text = String::from_utf8(buf.0.lock().map(|b| b.clone()).unwrap_or_default()).unwrap_or_default();
-        let v: Value = serde_json::from_str(text.trim()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
         assert_eq!(v["msg"], "listening");
         assert_eq!(v["level"], "info");
         assert_eq!(v["service"], SERVICE);

@@ -25,10 +25,32 @@ impl ConfigFile {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The SQLite file a gateway started with this config uses by default.
+    pub(crate) fn database_path(&self) -> PathBuf {
+        self.path.with_extension("db")
+    }
+
+    /// Replaces the contents. The new text goes to a sibling file first and
+    /// is renamed over the old one, so a reader never sees half a file.
+    pub(crate) fn rewrite(&self, contents: &str) {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, contents).unwrap_or_else(|e| panic!("writing config file {}: {e}", tmp.display()));
+        std::fs::rename(&tmp, &self.path)
+            .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", tmp.display(), self.path.display()));
+    }
 }
 
 impl Drop for ConfigFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let db = self.database_path();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub struct Gateway {
     stderr: Lines,
     child: Child,
     pid: u32,
-    _config: ConfigFile,
+    config: ConfigFile,
 }
 
 /// Why `gatehouse serve` did not come up.
@@ -72,7 +73,15 @@ impl Gateway {
     /// the gateway does not come up, for tests where it must refuse.
     pub async fn try_start(config_yaml: &str) -> Result<Self, StartError> {
         let config = ConfigFile::write(config_yaml);
-        let mut child = Command::new(binary("gatehouse"))
+        let mut command = Command::new(binary("gatehouse"));
+        // Each gateway gets its own SQLite file next to its config, unless the
+        // test chose a database itself.
+        if config_yaml.contains("database:") {
+            command.env_remove("GATEHOUSE_DATABASE_URL");
+        } else {
+            command.env("GATEHOUSE_DATABASE_URL", format!("sqlite://{}", config.database_path().display()));
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(config.path())
@@ -102,7 +111,7 @@ impl Gateway {
             stderr.closed(Duration::from_secs(1)).await;
             return Err(StartError { status, stdout: stdout.snapshot(), stderr: stderr.snapshot() });
         };
-        Ok(Self { public, admin, stdout, stderr, child, pid, _config: config })
+        Ok(Self { public, admin, stdout, stderr, child, pid, config })
     }
 
     /// Runs `gatehouse check-config FILE` on `config_yaml` and returns its
@@ -120,6 +129,18 @@ impl Gateway {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The config file the gateway was started with (a temp file, removed
+    /// when the `Gateway` is dropped).
+    pub fn config_path(&self) -> &Path {
+        self.config.path()
+    }
+
+    /// Replaces the config file's contents (atomically, by rename), for
+    /// reload tests; send [`Signal::Hup`] afterwards.
+    pub fn rewrite_config(&self, config_yaml: &str) {
+        self.config.rewrite(config_yaml);
     }
 
     /// Every line written to standard output so far (JSON log lines).
@@ -140,6 +161,32 @@ impl Gateway {
         mut f: impl FnMut(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
         self.stdout.find(timeout, |line| serde_json::from_str::<serde_json::Value>(line).ok().filter(|v| f(v))).await
+    }
+
+    /// Waits up to `timeout` for a standard-output line (any format) that
+    /// satisfies `f`, and returns it.
+    pub async fn wait_for_line(&self, timeout: Duration, mut f: impl FnMut(&str) -> bool) -> Option<String> {
+        self.stdout.find(timeout, |line| f(line).then(|| line.to_owned())).await
+    }
+
+    /// Every standard-output line so far that parses as a JSON object with
+    /// `target: "access"`: the access log.
+    pub fn access_lines(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|value| value["target"] == "access")
+            .collect()
+    }
+
+    /// Waits up to `timeout` until the process has closed its standard
+    /// output and error (it exited and everything it wrote has been read).
+    /// Call after [`Gateway::wait_exit`] before looking at the final lines.
+    pub async fn output_closed(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stdout = self.stdout.closed(timeout).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        stdout && self.stderr.closed(left).await
     }
 
     /// Current resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
@@ -191,13 +238,70 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Parses the `listening` log line's top-level `public` and `admin` fields.
+/// Parses the `listening` log line's top-level `public` and `admin` fields,
+/// in the JSON format or (for `logging.format: text`) the text one, where
+/// they appear as `public=ADDR admin=ADDR`.
 fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    if value["msg"] != "listening" {
-        return None;
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(value) => {
+            if value["msg"] != "listening" {
+                return None;
+            }
+            let public = value["public"].as_str()?.parse().ok()?;
+            let admin = value["admin"].as_str()?.parse().ok()?;
+            Some((public, admin))
+        }
+        Err(_) => {
+            let text = strip_ansi(line);
+            if !text.split_whitespace().any(|word| word == "listening") {
+                return None;
+            }
+            let field = |name: &str| {
+                let prefix = format!("{name}=");
+                text.split_whitespace()
+                    .find_map(|word| word.strip_prefix(prefix.as_str()))
+                    .and_then(|value| value.trim_matches('"').parse().ok())
+            };
+            Some((field("public")?, field("admin")?))
+        }
     }
-    let public = value["public"].as_str()?.parse().ok()?;
-    let admin = value["admin"].as_str()?.parse().ok()?;
-    Some((public, admin))
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`), which the text
+/// log format uses for colour and emphasis.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines_parse_in_both_formats() {
+        let public: SocketAddr = "127.0.0.1:1000".parse().unwrap_or_else(|e| panic!("{e}"));
+        let admin: SocketAddr = "127.0.0.1:2000".parse().unwrap_or_else(|e| panic!("{e}"));
+        let json = r#"{"msg":"listening","public":"127.0.0.1:1000","admin":"127.0.0.1:2000"}"#;
+        assert_eq!(listening_addrs(json), Some((public, admin)));
+        let text = "2025-01-01T00:00:00.000000Z  \u{1b}[32m INFO\u{1b}[0m \u{1b}[2mgatehouse::serve\u{1b}[0m\u{1b}[2m:\u{1b}[0m \
+            listening \u{1b}[3mpublic\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:1000 \u{1b}[3madmin\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:2000";
+        assert_eq!(listening_addrs(text), Some((public, admin)));
+        assert_eq!(listening_addrs("INFO gatehouse: stopped public=127.0.0.1:1000 admin=127.0.0.1:2000"), None);
+        assert_eq!(listening_addrs(r#"{"msg":"stopped"}"#), None);
+    }
 }

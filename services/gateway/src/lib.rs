@@ -7,6 +7,9 @@
 pub mod accept;
 pub mod access_log;
 pub mod admin;
+pub mod admin_api;
+pub mod admin_client;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -18,4 +21,5 @@ pub mod request_id;
 pub mod router;
 pub mod serve;
 pub mod stack;
+pub mod store;
 pub mod upstream;

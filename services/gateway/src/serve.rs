@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::admin_api::{ADMIN_TOKEN_ENV, AdminApi};
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hygiene::HeadLimits;
 use crate::router::Router;
@@ -33,7 +35,10 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Runs the gateway; returns the process exit code. `path` is read again on
 /// SIGHUP.
 pub fn run(config: Config, path: PathBuf) -> ExitCode {
-    gatehouse_telemetry::logging::init(&config.logging.level, config.logging.format == crate::config::LogFormat::Json);
+    let _flush_on_exit = gatehouse_telemetry::logging::init(
+        &config.logging.level,
+        config.logging.format == crate::config::LogFormat::Json,
+    );
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = config.runtime.worker_threads {
@@ -68,6 +73,13 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
         }
     };
     let health = Health::new();
+    let db = match crate::store::open(&config.database, &health).await {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut cluster_set = ClusterSet::default();
     let clusters = cluster_set.apply(&config.upstreams, &health);
     let router = Router::new(&config.routes, &clusters);
@@ -75,7 +87,8 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
         max_headers: config.limits.max_headers,
         max_header_bytes: config.limits.max_header_bytes.0 as usize,
     };
-    let gateway = Arc::new(Gateway::new(router, limits));
+    let gateway = Arc::new(Gateway::new(router, limits, Auth::new(db.keys.clone())));
+    let admin_api = AdminApi::new(db.store.clone(), db.keys.clone(), std::env::var(ADMIN_TOKEN_ENV).ok());
 
     let (public, admin_listener) =
         match tokio::try_join!(TcpListener::bind(&config.listeners.public), TcpListener::bind(&config.listeners.admin))
@@ -104,7 +117,8 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let reload = Reload { path, health: health.clone(), gateway: Arc::clone(&gateway), config_hash };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(health.clone(), info), stop_rx.clone()));
+    let admin_task =
+        tokio::spawn(admin::serve(admin_listener, admin::router(health.clone(), info, admin_api), stop_rx.clone()));
     let public_task = tokio::spawn({
         let limits = config.limits.clone();
         let access_log = config.logging.access_log;
@@ -150,6 +164,9 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
     cluster_set.stop();
+    for t in db.tasks {
+        t.abort();
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

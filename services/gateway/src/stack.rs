@@ -25,7 +25,8 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder};
 
-use crate::access_log::{AccessLogLayer, LogBody, UpstreamName};
+use crate::access_log::{AccessLogLayer, IdentityId, LogBody, UpstreamName};
+use crate::auth::Auth;
 use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
 use crate::hygiene::{self, HeadLimits};
@@ -80,12 +81,13 @@ fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
 pub struct Gateway {
     router: ArcSwap<Router>,
     limits: HeadLimits,
+    auth: Auth,
 }
 
 impl Gateway {
     /// Assembles the request path.
-    pub fn new(router: Router, limits: HeadLimits) -> Self {
-        Self { router: ArcSwap::from_pointee(router), limits }
+    pub fn new(router: Router, limits: HeadLimits, auth: Auth) -> Self {
+        Self { router: ArcSwap::from_pointee(router), limits, auth }
     }
 
     /// Puts a new route table in force; requests already routed keep theirs.
@@ -106,7 +108,7 @@ impl Gateway {
 
     /// Handles one annotated request. Never fails: gateway errors become
     /// responses in the client's protocol.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<GatewayBody>
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<GatewayBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -114,10 +116,17 @@ impl Gateway {
         let id = req.extensions().get::<RequestId>().map_or_else(|| request_id(req.headers()), |r| r.0.clone());
         let grpc = is_grpc(&req);
         let route = req.extensions().get::<MatchedRoute>().map(|m| Arc::clone(&m.0));
+        let mut identity = None;
         let result = match (hygiene::check(&req, self.limits), &route) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(GatewayError::NoRoute),
-            (Ok(()), Some(route)) => proxy::forward(route, req, &id).await,
+            (Ok(()), Some(route)) => match self.auth.check(route, req.headers_mut()) {
+                Err(e) => Err(e),
+                Ok(who) => {
+                    identity = who;
+                    proxy::forward(route, req, &id).await
+                }
+            },
         };
         let mut res = match result {
             Ok(res) => res,
@@ -129,6 +138,9 @@ impl Gateway {
         };
         if let Some(route) = &route {
             res.extensions_mut().insert(UpstreamName(Arc::clone(&route.cluster.name)));
+        }
+        if let Some(identity) = identity {
+            res.extensions_mut().insert(IdentityId(identity.principal));
         }
         res.headers_mut().insert(&X_REQUEST_ID, id);
         res

@@ -69,16 +69,43 @@ pub struct Listeners {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Database {
-    /// `sqlite://…` (default `sqlite://gatehouse.db`) or `postgres://…`;
-    /// `GATEHOUSE_DATABASE_URL` overrides it.
+    /// `sqlite://…` (default `sqlite://gatehouse.db`, created on first run)
+    /// or `postgres://…`; `GATEHOUSE_DATABASE_URL` overrides it.
     #[serde(default = "default_database_url")]
     pub url: String,
+    /// Pool size (default 10).
+    #[serde(default = "default_db_max_connections")]
+    pub max_connections: u32,
+    /// Run pending migrations at start-up (default true); `gatehouse
+    /// migrate` runs them on demand.
+    #[serde(default = "default_true")]
+    pub migrate: bool,
+    /// Whether readiness needs the database to answer (default true).
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// On SQLite, how often the key cache looks for changes made by other
+    /// processes (default 1s). PostgreSQL pushes changes with NOTIFY.
+    #[serde(default = "default_db_poll_interval")]
+    pub poll_interval: Secs,
 }
 
 impl Default for Database {
     fn default() -> Self {
-        Self { url: default_database_url() }
+        Self {
+            url: default_database_url(),
+            max_connections: default_db_max_connections(),
+            migrate: true,
+            required: true,
+            poll_interval: default_db_poll_interval(),
+        }
     }
+}
+
+fn default_db_max_connections() -> u32 {
+    10
+}
+fn default_db_poll_interval() -> Secs {
+    Secs(Duration::from_secs(1))
 }
 
 fn default_database_url() -> String {

@@ -30,6 +30,12 @@ pub(super) fn validate(config: &Config) -> Vec<FieldError> {
     if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
         err("database.url".into(), format!("expected sqlite://… or postgres://…, got {db:?}"));
     }
+    if config.database.max_connections == 0 {
+        err("database.max_connections".into(), "must be at least 1".into());
+    }
+    if config.database.poll_interval.0.is_zero() {
+        err("database.poll_interval".into(), "must be greater than zero".into());
+    }
     if config.runtime.worker_threads == Some(0) {
         err("runtime.worker_threads".into(), "must be at least 1".into());
     }

@@ -1,0 +1,146 @@
+//! Server-side gRPC metrics, compatible with go-grpc-prometheus:
+//! `gateway_grpc_server_started_total`, `_handled_total{grpc_code}`,
+//! `_handling_seconds`, `_msg_received_total`, `_msg_sent_total`, plus
+//! `gateway_overhead_seconds`.
+//!
+//! The status is read where it really is: the `grpc-status` header of a
+//! trailers-only response, else the trailers at the end of the response
+//! body. A non-200 response without one maps to a code as gRPC clients map
+//! it; a body that ends without a status is `Unknown`; a call dropped before
+//! its status (the client cancelled or went away) is `Canceled`. Messages
+//! are counted from the length-prefixed frames in both bodies. Requests that
+//! are not gRPC pass through untouched.
+
+mod body;
+mod catalogue;
+mod code;
+mod frames;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{HeaderMap, Request, Response, header};
+use tower::{Layer, Service};
+
+pub use body::{RequestBody, ResponseBody};
+pub use catalogue::{GrpcCatalogue, GrpcType, UNKNOWN};
+pub use code::GrpcCode;
+
+use crate::upstream::UpstreamElapsed;
+use body::Call;
+
+/// Whether a request or response is gRPC, by its content type.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Adds [`GrpcMetrics`] to a service.
+///
+/// Every service built from one layer shares its catalogue, so
+/// [`GrpcMetricsLayer::update`] after a config change reaches them all.
+#[derive(Clone, Debug)]
+pub struct GrpcMetricsLayer {
+    catalogue: Arc<ArcSwap<GrpcCatalogue>>,
+}
+
+impl GrpcMetricsLayer {
+    /// Builds the layer over the configured methods.
+    pub fn new(catalogue: GrpcCatalogue) -> Self {
+        Self { catalogue: Arc::new(ArcSwap::from_pointee(catalogue)) }
+    }
+
+    /// Replaces the catalogue; calls already running keep their series.
+    pub fn update(&self, catalogue: GrpcCatalogue) {
+        self.catalogue.store(Arc::new(catalogue));
+    }
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics { inner, catalogue: Arc::clone(&self.catalogue) }
+    }
+}
+
+/// Records server-side gRPC metrics; see the module docs.
+#[derive(Clone, Debug)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    catalogue: Arc<ArcSwap<GrpcCatalogue>>,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for GrpcMetrics<S>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        if !is_grpc(req.headers()) {
+            return ResponseFuture { inner: self.inner.call(req.map(RequestBody::passthrough)), call: None };
+        }
+        let series = Arc::clone(self.catalogue.load().lookup(req.uri().path()));
+        series.started.increment(1);
+        let req = req.map(|b| RequestBody::counting(b, series.received.clone()));
+        let call = Call { series, start: Instant::now(), code: GrpcCode::Canceled };
+        ResponseFuture { inner: self.inner.call(req), call: Some(call) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`GrpcMetrics`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<Call>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(call) = this.call.take() else {
+            return Poll::Ready(result.map(|res| res.map(ResponseBody::passthrough)));
+        };
+        Poll::Ready(match result {
+            Ok(res) => {
+                let elapsed = call.start.elapsed();
+                // Responses the gateway wrote itself carry no upstream time: all of it is overhead.
+                let upstream = res.extensions().get::<UpstreamElapsed>().map_or(Duration::ZERO, |u| u.0);
+                call.series.overhead.record(elapsed.saturating_sub(upstream).as_secs_f64());
+                match GrpcCode::from_response_head(res.status(), res.headers()) {
+                    Some(code) => {
+                        call.finish(code);
+                        Ok(res.map(ResponseBody::passthrough))
+                    }
+                    None => Ok(res.map(|b| ResponseBody::measuring(b, call))),
+                }
+            }
+            Err(e) => {
+                // No response at all: the client sees a reset, not a status.
+                call.finish(GrpcCode::Unknown);
+                Err(e)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! Server-side RED metrics for HTTP (non-gRPC) requests:
+//! `gateway_http_requests_total`, `gateway_http_request_duration_seconds`,
+//! `gateway_http_requests_in_flight` and `gateway_overhead_seconds`.
+//!
+//! A request is counted when its response body ends, fails or is dropped,
+//! and a client that goes away before the response head still counts (as
+//! `code="499"`, the status nginx made common for it). gRPC requests pass
+//! through untouched: [`crate::grpc`] counts those.
+
+mod route;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use tower::{Layer, Service};
+
+pub use route::RouteLabel;
+
+use crate::grpc::is_grpc;
+use crate::upstream::UpstreamElapsed;
+use route::method_index;
+
+/// The `route` value of requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+/// The `code` of a request whose client went away before the response head.
+pub const CLIENT_CLOSED: u16 = 499;
+/// The `code` of a request the inner service failed without a response.
+const NO_RESPONSE: u16 = 500;
+
+/// Adds [`HttpMetrics`] to a service.
+#[derive(Clone, Debug)]
+pub struct HttpMetricsLayer {
+    unmatched: RouteLabel,
+}
+
+impl HttpMetricsLayer {
+    /// Builds the layer and the `route="unmatched"` handles.
+    pub fn new() -> Self {
+        Self { unmatched: RouteLabel::new(UNMATCHED) }
+    }
+}
+
+impl Default for HttpMetricsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetrics { inner, unmatched: self.unmatched.clone() }
+    }
+}
+
+/// Records server-side RED metrics for HTTP requests; see the module docs.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics<S> {
+    inner: S,
+    unmatched: RouteLabel,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpMetrics<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let call = (!is_grpc(req.headers())).then(|| {
+            let route = req.extensions().get::<RouteLabel>().unwrap_or(&self.unmatched).clone();
+            route.started();
+            Call { route, method: method_index(req.method()), start: Instant::now(), code: CLIENT_CLOSED }
+        });
+        ResponseFuture { inner: self.inner.call(req), call }
+    }
+}
+
+/// One request being measured. Dropping it records the request with the
+/// `code` it holds, so every way a request can end is counted exactly once.
+struct Call {
+    route: RouteLabel,
+    method: u8,
+    start: Instant,
+    code: u16,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.route.finish(self.method, self.code, self.start.elapsed());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`HttpMetrics`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<Call>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut call = this.call.take();
+        Poll::Ready(match result {
+            Ok(res) => {
+                if let Some(call) = call.as_mut() {
+                    let elapsed = call.start.elapsed();
+                    // Responses the gateway wrote itself carry no upstream time: all of it is overhead.
+                    let upstream = res.extensions().get::<UpstreamElapsed>().map_or(Duration::ZERO, |u| u.0);
+                    call.route.overhead().record(elapsed.saturating_sub(upstream).as_secs_f64());
+                    call.code = res.status().as_u16();
+                }
+                Ok(res.map(|inner| ResponseBody { inner, call }))
+            }
+            Err(e) => {
+                if let Some(call) = call.as_mut() {
+                    call.code = NO_RESPONSE;
+                }
+                Err(e)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response body of [`HttpMetrics`]: records the request when it ends,
+    /// fails or is dropped.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // hyper stops polling once `is_end_stream` says so, so the end is
+        // noticed after the last frame, not only on `None`.
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            this.call.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").field("measuring", &self.call.is_some()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;
