@@ -4,8 +4,14 @@
 //! HTTP routes and gRPC services share the port: gRPC paths
 //! (`/grpc.health.v1.Health/…`) never collide with the HTTP ones.
 
+use std::sync::Arc;
+
 use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use gatehouse_health::{Health, Info};
+use gatehouse_telemetry::{ExporterKind, Telemetry};
 
 use crate::admin_api::{self, AdminApi};
 use tokio::net::TcpListener;
@@ -14,12 +20,37 @@ use tokio::sync::watch;
 /// The admin routes: `/healthz`, `/readyz`, `/info`, the admin API under
 /// `/v1/`, and the gRPC services `grpc.health.v1.Health` and
 /// `gatehouse.admin.v1.Admin`.
-pub fn router(health: Health, info: Info, api: AdminApi) -> Router {
+pub fn router(health: Health, info: Info, api: AdminApi, metrics: Arc<Telemetry>) -> Router {
     let grpc = tonic::service::Routes::new(gatehouse_health::grpc_service(&health))
         .add_service(admin_api::grpc::service(api.clone()))
         .prepare()
         .into_axum_router();
-    gatehouse_health::router(health, info).merge(admin_api::http::router(api)).merge(grpc)
+    let router = gatehouse_health::router(health, info).merge(admin_api::http::router(api)).merge(grpc);
+    // `/metrics` lives here unless OTEL_EXPORTER_PROMETHEUS_HOST/PORT moved
+    // it to its own listener, or the exporter is not Prometheus at all.
+    if metrics.dedicated_listener().is_none() && metrics.kind() == ExporterKind::Prometheus {
+        router.merge(metrics_router(metrics))
+    } else {
+        router
+    }
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub fn metrics_router(metrics: Arc<Telemetry>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                match metrics.render() {
+                    Some(text) => {
+                        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+                    }
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }),
+    )
 }
 
 /// Serves the admin port until `shutdown` turns true.

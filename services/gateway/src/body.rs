@@ -125,6 +125,9 @@ impl Body for RequestBody {
     }
 }
 
+/// An upstream's response body, measured by the upstream RED layer.
+pub type UpstreamBody = gatehouse_telemetry::upstream::ResponseBody<Incoming>;
+
 /// Every response body the gateway sends.
 #[derive(Debug)]
 pub struct GatewayBody {
@@ -137,7 +140,7 @@ enum Kind {
     Full(Option<Bytes>),
     /// The upstream's body; the guard keeps the endpoint counted as busy
     /// until the body ends, so load balancing sees streams as load.
-    Upstream(Incoming, #[allow(dead_code)] Option<EndpointGuard>),
+    Upstream(UpstreamBody, #[allow(dead_code)] Option<EndpointGuard>),
 }
 
 impl GatewayBody {
@@ -152,7 +155,7 @@ impl GatewayBody {
     }
 
     /// An upstream's body, streamed through.
-    pub fn upstream(body: Incoming, guard: Option<EndpointGuard>) -> Self {
+    pub fn upstream(body: UpstreamBody, guard: Option<EndpointGuard>) -> Self {
         Self { kind: Kind::Upstream(body, guard) }
     }
 }

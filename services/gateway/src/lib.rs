@@ -22,4 +22,5 @@ pub mod router;
 pub mod serve;
 pub mod stack;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;

@@ -18,6 +18,7 @@ use crate::headers::strip_hop_by_hop;
 use crate::request_id::X_REQUEST_ID;
 use crate::router::Route;
 use crate::stack::ClientAddr;
+use tower::ServiceExt;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -83,7 +84,7 @@ where
     let body = RequestBody::new(body, route.max_body_bytes, Arc::clone(&fault));
     let upstream_req = Request::from_parts(parts, body);
 
-    let result = tokio::time::timeout(timeout, route.cluster.client().request(upstream_req)).await;
+    let result = tokio::time::timeout(timeout, route.cluster.service().clone().oneshot(upstream_req)).await;
     match result {
         Err(_) => Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) => {

@@ -26,8 +26,11 @@ use crate::config::Config;
 use crate::hygiene::HeadLimits;
 use crate::router::Router;
 use crate::stack::{self, Gateway};
+use crate::telemetry;
 use crate::upstream::ClusterSet;
 use crate::{accept, admin};
+use gatehouse_telemetry::state::{ConfigReload, GatewayState};
+use gatehouse_telemetry::{BuildInfo, GrpcMetricsLayer};
 
 /// Exit code when a second signal cuts the drain short.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -72,6 +75,24 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Metric handles bind to the recorder current when they are built, so
+    // the exporter is installed before anything creates one.
+    let (version, commit, build_time) = build_info();
+    let metrics = match gatehouse_telemetry::install(
+        &telemetry::metrics_config(&config),
+        &BuildInfo { version: version.to_owned(), commit: commit.to_owned() },
+    ) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the metrics exporter");
+            return ExitCode::FAILURE;
+        }
+    };
+    let seed = telemetry::seed_spec(&config);
+    gatehouse_telemetry::seed::seed(&seed);
+    let gateway_state = GatewayState::new();
+    gateway_state.seed();
+    let grpc_metrics = GrpcMetricsLayer::new(seed.grpc_catalogue());
     let health = Health::new();
     let db = match crate::store::open(&config.database, &health).await {
         Ok(db) => db,
@@ -101,7 +122,6 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
         };
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (public_addr, admin_addr) = (addr(&public), addr(&admin_listener));
-    let (version, commit, build_time) = build_info();
     let config_hash = ConfigHash::new(config.source_hash.clone());
     let info = Info {
         version: version.to_owned(),
@@ -116,14 +136,26 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reload = Reload { path, health: health.clone(), gateway: Arc::clone(&gateway), config_hash };
-    let admin_task =
-        tokio::spawn(admin::serve(admin_listener, admin::router(health.clone(), info, admin_api), stop_rx.clone()));
+    let reload = Reload {
+        path,
+        health: health.clone(),
+        gateway: Arc::clone(&gateway),
+        config_hash,
+        grpc_metrics: grpc_metrics.clone(),
+        state: gateway_state,
+    };
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        admin::router(health.clone(), info, admin_api, Arc::clone(&metrics)),
+        stop_rx.clone(),
+    ));
     let public_task = tokio::spawn({
         let limits = config.limits.clone();
         let access_log = config.logging.access_log;
         let stop_rx = stop_rx.clone();
-        async move { accept::serve(public, stack::public_service(gateway, access_log), &limits, stop_rx).await }
+        async move {
+            accept::serve(public, stack::public_service(gateway, access_log, grpc_metrics), &limits, stop_rx).await
+        }
     });
     health.set_config_loaded(true);
     tracing::info!(
@@ -167,6 +199,9 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
     for t in db.tasks {
         t.abort();
     }
+    if let Err(e) = metrics.flush().await {
+        tracing::warn!(error = %e, "last metrics push failed");
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -189,6 +224,8 @@ struct Reload {
     health: Health,
     gateway: Arc<Gateway>,
     config_hash: ConfigHash,
+    grpc_metrics: GrpcMetricsLayer,
+    state: GatewayState,
 }
 
 impl Reload {
@@ -203,6 +240,7 @@ impl Reload {
                     tracing::error!(error = %e, "config reload rejected");
                 }
                 self.health.set_config_loaded(false);
+                self.state.config_reloaded(ConfigReload::Failure);
                 return;
             }
         };
@@ -217,7 +255,11 @@ impl Reload {
             tracing::warn!(section, "this section changed but takes effect only after a restart");
         }
         let live = clusters.apply(&new.upstreams, &self.health);
+        let seed = telemetry::seed_spec(&new);
+        gatehouse_telemetry::seed::seed(&seed);
+        self.grpc_metrics.update(seed.grpc_catalogue());
         self.gateway.replace_router(Router::new(&new.routes, &live));
+        self.state.config_reloaded(ConfigReload::Success);
         self.config_hash.set(new.source_hash.clone());
         self.health.set_config_loaded(true);
         tracing::info!(routes = new.routes.len(), upstreams = live.len(), config_hash = %new.source_hash, "config reloaded");

@@ -33,6 +33,11 @@ use crate::hygiene::{self, HeadLimits};
 use crate::proxy;
 use crate::request_id::{X_REQUEST_ID, request_id};
 use crate::router::{Route, Router};
+use crate::telemetry::reject_reason;
+use gatehouse_telemetry::grpc as grpc_metrics;
+use gatehouse_telemetry::http as http_metrics;
+use gatehouse_telemetry::rejections::Rejections;
+use gatehouse_telemetry::{GrpcMetricsLayer, HttpMetricsLayer};
 
 /// The client's address, set by the accept stage.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +48,7 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct RequestId(pub HeaderValue);
 
 /// The response body the public listener sends.
-pub type PublicBody = LogBody<GatewayBody>;
+pub type PublicBody = LogBody<http_metrics::ResponseBody<grpc_metrics::ResponseBody<GatewayBody>>>;
 
 /// The route that takes the request, set by the route stage. It is the
 /// route of the config in force when the request arrived, even if a reload
@@ -55,6 +60,7 @@ pub struct MatchedRoute(pub Arc<Route>);
 pub fn public_service(
     gateway: Arc<Gateway>,
     access_log: bool,
+    grpc_metrics: GrpcMetricsLayer,
 ) -> impl Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
 + Clone
 + Send
@@ -64,6 +70,9 @@ pub fn public_service(
         .map_request(assign_request_id)
         .map_request(move |req| router.annotate_route(req))
         .layer(AccessLogLayer::new(access_log))
+        // HTTP and gRPC RED metrics each pass the other's requests through.
+        .layer(HttpMetricsLayer::new())
+        .layer(grpc_metrics)
         .service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
             async move { Ok::<_, Infallible>(gateway.handle(req).await) }
@@ -82,12 +91,13 @@ pub struct Gateway {
     router: ArcSwap<Router>,
     limits: HeadLimits,
     auth: Auth,
+    rejections: Rejections,
 }
 
 impl Gateway {
     /// Assembles the request path.
     pub fn new(router: Router, limits: HeadLimits, auth: Auth) -> Self {
-        Self { router: ArcSwap::from_pointee(router), limits, auth }
+        Self { router: ArcSwap::from_pointee(router), limits, auth, rejections: Rejections::new() }
     }
 
     /// Puts a new route table in force; requests already routed keep theirs.
@@ -131,6 +141,9 @@ impl Gateway {
         let mut res = match result {
             Ok(res) => res,
             Err(e) => {
+                if let Some(reason) = reject_reason(e) {
+                    self.rejections.reject(reason);
+                }
                 let mut res = e.into_response(grpc, &id);
                 res.extensions_mut().insert(e);
                 res

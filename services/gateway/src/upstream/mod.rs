@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
+use gatehouse_telemetry::upstream::UpstreamMetrics;
+use gatehouse_telemetry::{ClusterGauges, UpstreamMetricsLayer};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Layer;
 
 use crate::body::RequestBody;
 use crate::config::{self, Balance, Protocol};
@@ -64,8 +67,12 @@ pub struct Cluster {
     balance: Balance,
     next: AtomicUsize,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
-    client: Client<HttpConnector, RequestBody>,
+    service: UpstreamService,
+    gauges: ClusterGauges,
 }
+
+/// The pooled client of a cluster, measured by the upstream RED layer.
+pub type UpstreamService = UpstreamMetrics<Client<HttpConnector, RequestBody>>;
 
 impl Cluster {
     /// Builds a cluster from config. Literal IP endpoints are usable at once;
@@ -88,6 +95,12 @@ impl Cluster {
             builder.http2_only(true);
         }
         let client = builder.build(connector);
+        let metrics = match cfg.protocol {
+            Protocol::Grpc => UpstreamMetricsLayer::grpc(name),
+            Protocol::Http1 | Protocol::Http2 => UpstreamMetricsLayer::http(name),
+        };
+        let gauges = ClusterGauges::new(name);
+        gauges.seed();
 
         let literal: Vec<Arc<Endpoint>> =
             cfg.endpoints.iter().filter_map(|ep| ep.parse::<SocketAddr>().ok()).map(Endpoint::new).collect();
@@ -97,13 +110,19 @@ impl Cluster {
             balance: cfg.balance,
             next: AtomicUsize::new(0),
             endpoints: ArcSwap::from_pointee(literal),
-            client,
+            service: metrics.layer(client),
+            gauges,
         })
     }
 
-    /// The pooled client for this cluster.
-    pub fn client(&self) -> &Client<HttpConnector, RequestBody> {
-        &self.client
+    /// The pooled, measured client for this cluster.
+    pub fn service(&self) -> &UpstreamService {
+        &self.service
+    }
+
+    /// The cluster's endpoint and breaker gauges.
+    pub fn gauges(&self) -> &ClusterGauges {
+        &self.gauges
     }
 
     /// How many endpoints are currently known, and how many of them healthy.

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use gatehouse_telemetry::EndpointState;
+
 use super::Cluster;
 
 /// One probe round's outcome for a cluster.
@@ -55,5 +57,9 @@ pub async fn probe_once(cluster: &Cluster, connect_timeout: Duration) -> ProbeRe
         ok
     });
     let results = futures_util::future::join_all(probes).await;
-    ProbeReport { healthy: results.iter().filter(|ok| **ok).count(), total: results.len(), latency: started.elapsed() }
+    let healthy = results.iter().filter(|ok| **ok).count();
+    let gauges = cluster.gauges();
+    gauges.set_endpoints(EndpointState::Healthy, healthy);
+    gauges.set_endpoints(EndpointState::Unhealthy, results.len() - healthy);
+    ProbeReport { healthy, total: results.len(), latency: started.elapsed() }
 }
