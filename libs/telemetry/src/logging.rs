@@ -40,8 +40,11 @@ pub fn init(level: &str, json: bool) -> Option<FlushGuard> {
         .thread_name("gatehouse-log")
         .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    let installed =
-        if json { builder.event_format(JsonLines).try_init() } else { builder.with_target(true).try_init() };
+    let installed = if json {
+        builder.event_format(JsonLines).try_init()
+    } else {
+        builder.with_target(true).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).try_init()
+    };
     installed.ok().map(|()| guard)
 }
 

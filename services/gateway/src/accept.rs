@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -28,6 +29,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
+use crate::access_log;
 use crate::config::Limits;
 use crate::stack::ClientAddr;
 use crate::stack::PublicBody;
@@ -41,7 +43,7 @@ where
         + Send
         + 'static,
 {
-    let builder = Arc::new(builder(limits));
+    let builder = Arc::new(connection_builder(limits, true));
     let idle_timeout = limits.idle_timeout.0;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -67,22 +69,38 @@ where
         let stack = stack.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, &builder, stack, idle_timeout, shutdown).await;
+            serve_connection(stream, peer, &builder, stack, idle_timeout, Some(shutdown)).await;
             drop(permit);
         });
     }
+    // Connections the kernel completed before the stop are still in the
+    // backlog; closing the listener would reset them. Each gets its one
+    // request served, with `Connection: close` on HTTP/1.
+    let last_call = Arc::new(connection_builder(limits, false));
+    while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else { break };
+        let _ = stream.set_nodelay(true);
+        let (builder, stack) = (Arc::clone(&last_call), stack.clone());
+        tokio::spawn(async move {
+            serve_connection(stream, peer, &builder, stack, idle_timeout, None).await;
+            drop(permit);
+        });
+    }
+    // Refuse new connections now, not when the last one has drained:
+    // clients must see a closed port, not a handshake nobody serves.
+    drop(listener);
     // Wait for every connection to release its slot.
     let _ = slots.acquire_many(limits.max_connections as u32).await;
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+fn connection_builder(limits: &Limits, keep_alive: bool) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout.0)
         .max_buf_size(limits.max_header_bytes.0 as usize)
         .max_headers(limits.max_headers)
-        .keep_alive(true);
+        .keep_alive(keep_alive);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -98,7 +116,9 @@ async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     stack: S,
     idle_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    // `None` for a connection taken from the backlog after the stop: it is
+    // closed as soon as its first requests are answered.
+    mut shutdown: Option<watch::Receiver<bool>>,
 ) where
     S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
         + Clone
@@ -119,30 +139,49 @@ async fn serve_connection<S>(
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let mut closing = false;
-    let mut check_at = Instant::now() + idle_timeout;
+    let last_call = shutdown.is_none();
+    let check_every = if last_call { Duration::from_millis(20) } else { idle_timeout };
+    let mut check_at = Instant::now() + check_every;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                    access_log::rejected_head(&*e, peer);
                 }
                 return;
             }
-            _ = stopped(&mut shutdown), if !closing => {
+            _ = stopped_opt(&mut shutdown), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep_until(check_at), if !closing => {
+                if last_call && activity.served.load(Ordering::Acquire) > 0 && activity.in_flight.load(Ordering::Acquire) == 0 {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    continue;
+                }
                 match activity.idle_deadline(idle_timeout) {
                     Some(deadline) if deadline > Instant::now() => check_at = deadline,
                     Some(_) => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    None => check_at = Instant::now() + idle_timeout,
+                    None => check_at = Instant::now() + check_every,
+                }
+                if last_call {
+                    check_at = check_at.min(Instant::now() + check_every);
                 }
             }
         }
+    }
+}
+
+/// Like [`stopped`]; never resolves without a receiver.
+async fn stopped_opt(rx: &mut Option<watch::Receiver<bool>>) {
+    match rx {
+        Some(rx) => stopped(rx).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -157,13 +196,20 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
 struct Activity {
     started: Instant,
     in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    served: AtomicUsize,
     /// Milliseconds after `started` when the last request finished.
     last_done_ms: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Self {
-        Self { started: Instant::now(), in_flight: AtomicUsize::new(0), last_done_ms: AtomicU64::new(0) }
+        Self {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }
     }
 
     /// When the connection becomes idle too long; `None` while requests run.
@@ -182,6 +228,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn enter(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.served.fetch_add(1, Ordering::Relaxed);
         Self(activity)
     }
 }

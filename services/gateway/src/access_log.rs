@@ -131,6 +131,26 @@ pin_project_lite::pin_project! {
         inner: F,
         entry: Option<Entry>,
     }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // The client went away (or the process is cutting requests at
+            // shutdown) before the response head: still one line.
+            if let Some(entry) = this.project().entry.take() {
+                let line = Line {
+                    entry,
+                    status: gatehouse_telemetry::http::CLIENT_CLOSED,
+                    grpc_code: None,
+                    error_type: None,
+                    upstream: None,
+                    identity: None,
+                    bytes_out: 0,
+                    empty_body: false,
+                };
+                line.write(End::Dropped);
+            }
+        }
+    }
 }
 
 impl<F, ResB, E> Future for ResponseFuture<F>
@@ -329,4 +349,34 @@ mod tests {
         assert_eq!(trace_id(&HeaderValue::from_static("garbage")), None);
         assert_eq!(trace_id(&HeaderValue::from_static("00-zzf92f3577b34da6a3ce929d0e0e4736-00f0-01")), None);
     }
+}
+
+/// Writes the access line (and counts the rejection) of a request that
+/// hyper's HTTP/1 parser refused before the gateway saw it: hyper answered
+/// 431 or 400 itself.
+pub fn rejected_head(error: &(dyn std::error::Error + 'static), client: std::net::SocketAddr) {
+    let Some(e) = error.downcast_ref::<hyper::Error>() else { return };
+    let (status, error_type) = if e.is_parse_too_large() {
+        (431, GatewayError::HeadersTooLarge.code())
+    } else if e.is_parse() {
+        (400, GatewayError::BadRequest.code())
+    } else {
+        return;
+    };
+    gatehouse_telemetry::rejections::Rejections::new()
+        .reject(gatehouse_telemetry::rejections::RejectReason::BadRequest);
+    tracing::info!(
+        target: "access",
+        request_id = %crate::request_id::request_id(&http::HeaderMap::new()).to_str().unwrap_or_default(),
+        method = "other",
+        route = gatehouse_telemetry::http::UNMATCHED,
+        protocol = "http1",
+        status,
+        duration_ms = 0.0,
+        bytes_in = 0u64,
+        bytes_out = 0u64,
+        client_ip = %client.ip(),
+        error_type,
+        "request"
+    );
 }
