@@ -338,19 +338,6 @@ impl<B: Body<Data = Bytes>> Body for LogBody<B> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_ids_come_from_valid_traceparents_only() {
-        let tp = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(trace_id(&tp).as_ref().map(|v| v.as_bytes()), Some(&b"4bf92f3577b34da6a3ce929d0e0e4736"[..]));
-        assert_eq!(trace_id(&HeaderValue::from_static("garbage")), None);
-        assert_eq!(trace_id(&HeaderValue::from_static("00-zzf92f3577b34da6a3ce929d0e0e4736-00f0-01")), None);
-    }
-}
-
 /// Writes the access line (and counts the rejection) of a request that
 /// hyper's HTTP/1 parser refused before the gateway saw it: hyper answered
 /// 431 or 400 itself.
@@ -379,4 +366,17 @@ pub fn rejected_head(error: &(dyn std::error::Error + 'static), client: std::net
         error_type,
         "request"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let tp = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(trace_id(&tp).as_ref().map(|v| v.as_bytes()), Some(&b"4bf92f3577b34da6a3ce929d0e0e4736"[..]));
+        assert_eq!(trace_id(&HeaderValue::from_static("garbage")), None);
+        assert_eq!(trace_id(&HeaderValue::from_static("00-zzf92f3577b34da6a3ce929d0e0e4736-00f0-01")), None);
+    }
 }

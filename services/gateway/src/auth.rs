@@ -35,10 +35,12 @@ impl Auth {
     }
 
     /// Checks `headers` against `route`'s requirements and rewrites them for
-    /// the upstream. Returns the identity when a valid key was presented.
-    pub fn check(&self, route: &Route, headers: &mut HeaderMap) -> Result<Option<Identity>, GatewayError> {
+    /// the upstream. Returns the identity when a valid key was presented,
+    /// even when it is then refused for lacking a scope (the access line
+    /// names who was refused), and the verdict.
+    pub fn check(&self, route: &Route, headers: &mut HeaderMap) -> (Option<Identity>, Result<(), GatewayError>) {
         let started = Instant::now();
-        let result = self.decide(route, headers);
+        let (identity, verdict) = self.decide(route, headers);
         self.latency.record(started.elapsed());
         // Whatever the outcome, clients cannot speak for the gateway, and
         // gateway keys stay at the gateway.
@@ -47,33 +49,30 @@ impl Auth {
         if presented_bearer(headers).is_some_and(|k| k.starts_with(gatehouse_store::key_format::PREFIX)) {
             headers.remove(AUTHORIZATION);
         }
-        if let Ok(Some(identity)) = &result {
+        if let (Some(identity), Ok(())) = (&identity, &verdict) {
             if let Ok(v) = HeaderValue::from_str(&identity.principal) {
                 headers.insert(&X_GATEHOUSE_IDENTITY, v);
             }
         }
-        result
+        (identity, verdict)
     }
 
-    fn decide(&self, route: &Route, headers: &HeaderMap) -> Result<Option<Identity>, GatewayError> {
+    fn decide(&self, route: &Route, headers: &HeaderMap) -> (Option<Identity>, Result<(), GatewayError>) {
         let presented = presented_key(headers);
         let identity = match presented.map(|k| self.keys.authenticate(k)) {
-            Some(AuthOutcome::Ok(identity)) => Some(identity),
+            Some(AuthOutcome::Ok(identity)) => identity,
             // An invalid key on an open route is ignored, not an error:
             // the route does not need one.
-            Some(_) | None if !route.auth.required => None,
+            Some(_) | None if !route.auth.required => return (None, Ok(())),
             Some(outcome) => {
                 tracing::debug!(route = %route.name, outcome = outcome.as_str(), "authentication failed");
-                return Err(GatewayError::Unauthenticated);
+                return (None, Err(GatewayError::Unauthenticated));
             }
-            None => return Err(GatewayError::Unauthenticated),
+            None => return (None, Err(GatewayError::Unauthenticated)),
         };
-        if let Some(identity) = &identity {
-            if !route.auth.scopes.iter().all(|s| identity.has_scope(s)) {
-                return Err(GatewayError::Forbidden);
-            }
-        }
-        Ok(identity)
+        let verdict =
+            if route.auth.scopes.iter().all(|s| identity.has_scope(s)) { Ok(()) } else { Err(GatewayError::Forbidden) };
+        (Some(identity), verdict)
     }
 }
 

@@ -130,13 +130,14 @@ impl Gateway {
         let result = match (hygiene::check(&req, self.limits), &route) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(GatewayError::NoRoute),
-            (Ok(()), Some(route)) => match self.auth.check(route, req.headers_mut()) {
-                Err(e) => Err(e),
-                Ok(who) => {
-                    identity = who;
-                    proxy::forward(route, req, &id).await
+            (Ok(()), Some(route)) => {
+                let (who, verdict) = self.auth.check(route, req.headers_mut());
+                identity = who;
+                match verdict {
+                    Err(e) => Err(e),
+                    Ok(()) => proxy::forward(route, req, &id).await,
                 }
-            },
+            }
         };
         let mut res = match result {
             Ok(res) => res,

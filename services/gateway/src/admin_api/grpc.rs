@@ -23,6 +23,7 @@ impl From<AdminError> for Status {
         match &e {
             AdminError::Unauthenticated => Status::unauthenticated(e.to_string()),
             AdminError::Forbidden => Status::permission_denied(e.to_string()),
+            AdminError::TooLarge(_) => Status::resource_exhausted(e.to_string()),
             AdminError::Invalid(_) | AdminError::Store(StoreError::Validation { .. }) => {
                 Status::invalid_argument(e.to_string())
             }

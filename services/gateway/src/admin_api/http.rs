@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +32,7 @@ impl IntoResponse for AdminError {
         let (status, code) = match &self {
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Invalid(_) | Self::Store(StoreError::Validation { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
@@ -93,8 +95,18 @@ fn expires_at(v: &Value) -> Result<Option<i64>, AdminError> {
     }
 }
 
-async fn create_key(State(api): State<AdminApi>, headers: HeaderMap, body: Bytes) -> Result<Response, AdminError> {
+async fn create_key(
+    State(api): State<AdminApi>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AdminError> {
+    // Who is asking comes first: an anonymous oversized body is a 401 (and
+    // an audited denial), not a 413.
     let actor = api.authorize(authorization(&headers), "key.create").await?;
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => AdminError::TooLarge(MAX_BODY),
+        other => AdminError::Invalid(other.body_text()),
+    })?;
     let req: CreateKey =
         serde_json::from_slice(&body).map_err(|e| AdminError::Invalid(format!("invalid JSON body: {e}")))?;
     let new = NewKey { principal: req.principal, scopes: req.scopes, expires_at: expires_at(&req.expires_at)? };

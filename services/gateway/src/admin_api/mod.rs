@@ -35,6 +35,9 @@ pub enum AdminError {
     /// The request is malformed or a field is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The request body is over the admin API's limit.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
