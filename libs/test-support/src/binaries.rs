@@ -7,6 +7,10 @@ use std::sync::OnceLock;
 /// The packages whose binaries the black-box tests spawn.
 const PACKAGES: [&str; 2] = ["gatehouse", "gatehouse-echo"];
 
+/// Environment variable naming a directory of prebuilt `gatehouse` and
+/// `gatehouse-echo` binaries to use instead of building the workspace's.
+pub const BIN_DIR_ENV: &str = "GATEHOUSE_TEST_BIN_DIR";
+
 /// The workspace root (where the root `Cargo.toml` lives).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -18,9 +22,16 @@ pub fn workspace_root() -> PathBuf {
 /// the echo upstream, in the profile the running test was built with, so
 /// `cargo test` alone is enough to test the current sources. Panics with
 /// cargo's output when the build fails.
+///
+/// When [`BIN_DIR_ENV`] names a directory, the binaries are taken from there
+/// and nothing is built (to test a build made elsewhere, such as a release
+/// artefact or a snapshot of the sources).
 pub fn binary(name: &str) -> PathBuf {
     static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = PROFILE_DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
         let dir = profile_dir();
         build(&dir);
         dir

@@ -72,8 +72,21 @@ impl Gateway {
     /// Like [`Gateway::start`], but returns the exit status and output when
     /// the gateway does not come up, for tests where it must refuse.
     pub async fn try_start(config_yaml: &str) -> Result<Self, StartError> {
+        Self::try_start_with_env(config_yaml, &[]).await
+    }
+
+    /// Like [`Gateway::start`], with `env` added to the process's
+    /// environment (such as `GATEHOUSE_ADMIN_TOKEN`).
+    pub async fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::try_start_with_env(config_yaml, env).await.unwrap_or_else(|e| panic!("{e}\nconfig:\n{config_yaml}"))
+    }
+
+    /// Like [`Gateway::try_start`], with `env` added to the process's
+    /// environment.
+    pub async fn try_start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> Result<Self, StartError> {
         let config = ConfigFile::write(config_yaml);
         let mut command = Command::new(binary("gatehouse"));
+        command.envs(env.iter().copied());
         // Each gateway gets its own SQLite file next to its config, unless the
         // test chose a database itself.
         if config_yaml.contains("database:") {
@@ -167,6 +180,12 @@ impl Gateway {
     /// satisfies `f`, and returns it.
     pub async fn wait_for_line(&self, timeout: Duration, mut f: impl FnMut(&str) -> bool) -> Option<String> {
         self.stdout.find(timeout, |line| f(line).then(|| line.to_owned())).await
+    }
+
+    /// Waits up to `timeout` for a standard-error line that satisfies `f`,
+    /// and returns it.
+    pub async fn wait_for_stderr_line(&self, timeout: Duration, mut f: impl FnMut(&str) -> bool) -> Option<String> {
+        self.stderr.find(timeout, |line| f(line).then(|| line.to_owned())).await
     }
 
     /// Every standard-output line so far that parses as a JSON object with
