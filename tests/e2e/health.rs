@@ -364,5 +364,15 @@ async fn a_bad_reload_turns_readiness_503_while_traffic_flows_on_the_old_config(
     assert_eq!(r.status, 200, "the reloaded config's new route: {}", r.text());
     let r = send(&client, get_public("/echo/status/200")).await;
     assert_eq!(r.status, 200);
+    // Both reloads are privileged decisions: each has its audit line.
+    for outcome in ["failure", "success"] {
+        let line = gateway
+            .wait_for_line(Duration::from_secs(5), |l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v["audit"] == true && v["action"] == "config.reload" && v["outcome"] == outcome)
+            })
+            .await;
+        assert!(line.is_some(), "an audit line for the {outcome} reload");
+    }
     assert_live(admin, "after a good reload").await;
 }

@@ -29,6 +29,7 @@ use crate::stack::{self, Gateway};
 use crate::telemetry;
 use crate::upstream::ClusterSet;
 use crate::{accept, admin};
+use gatehouse_store::{NewAuditEvent, Outcome};
 use gatehouse_telemetry::state::{ConfigReload, GatewayState};
 use gatehouse_telemetry::{BuildInfo, GrpcMetricsLayer};
 
@@ -143,6 +144,7 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
         config_hash,
         grpc_metrics: grpc_metrics.clone(),
         state: gateway_state,
+        store: db.store.clone(),
     };
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
@@ -169,7 +171,7 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
     let mut config = config;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload.run(&mut config, &mut cluster_set),
+            _ = hup.recv() => reload.run(&mut config, &mut cluster_set).await,
             _ = next_signal(&mut term, &mut int) => break,
         }
     }
@@ -226,19 +228,37 @@ struct Reload {
     config_hash: ConfigHash,
     grpc_metrics: GrpcMetricsLayer,
     state: GatewayState,
+    store: gatehouse_store::Store,
 }
 
 impl Reload {
+    /// A reload is a privileged decision: it is audited. The config is in
+    /// force (or refused) either way; a failed audit write is logged loudly.
+    async fn audit(&self, outcome: Outcome, reason: &str) {
+        let target = self.path.display().to_string();
+        let max = gatehouse_store::limits::MAX_REASON_LEN;
+        let cut = (0..=max.min(reason.len())).rev().find(|i| reason.is_char_boundary(*i)).unwrap_or(0);
+        let reason = reason[..cut].to_owned();
+        let event = NewAuditEvent::new("signal:SIGHUP", "config.reload", &target, outcome, reason);
+        match self.store.record_audit(event).await {
+            Ok(e) => crate::admin_api::log_audit(&e),
+            Err(e) => tracing::error!(error = %e, "could not record the config reload in the audit trail"),
+        }
+    }
+
     /// Reads the config file again. A bad file changes nothing but
     /// readiness, which turns 503 until a good file is loaded: the process
     /// keeps serving the old config, but a rollout should not proceed.
-    fn run(&self, config: &mut Config, clusters: &mut ClusterSet) {
+    async fn run(&self, config: &mut Config, clusters: &mut ClusterSet) {
         let new = match Config::load(&self.path) {
             Ok(new) => new,
             Err(errors) => {
                 for e in &errors.0 {
                     tracing::error!(error = %e, "config reload rejected");
                 }
+                let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+                let reason = format!("{} error(s); first: {first}", errors.0.len());
+                self.audit(Outcome::Failure, &reason).await;
                 self.health.set_config_loaded(false);
                 self.state.config_reloaded(ConfigReload::Failure);
                 return;
@@ -263,6 +283,7 @@ impl Reload {
         self.config_hash.set(new.source_hash.clone());
         self.health.set_config_loaded(true);
         tracing::info!(routes = new.routes.len(), upstreams = live.len(), config_hash = %new.source_hash, "config reloaded");
+        self.audit(Outcome::Success, &new.source_hash).await;
         // Shutdown timing and database settings apply from the new file.
         *config = new;
     }
