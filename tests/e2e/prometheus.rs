@@ -45,10 +45,17 @@ fn prometheus_or_skip(test: &str) -> Option<()> {
         return Some(());
     }
     assert!(!prometheus_required(), "{test}: CI=true but prometheus is not installed (apt-get install prometheus)");
-    eprintln!(
-        "SKIPPED {test}: prometheus is not installed (apt-get install prometheus); set CI=true to make this fail"
-    );
+    skipped(&format!(
+        "{test}: prometheus is not installed (apt-get install prometheus); set CI=true to make this fail"
+    ));
     None
+}
+
+/// Says a test was skipped on the real stderr, which the test harness does
+/// not capture (as it does `eprintln!`), so the note shows in a normal run.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {why}");
 }
 
 async fn start_gateway(echo: &Echo) -> Gateway {
@@ -256,7 +263,7 @@ async fn promtool_finds_no_lint_problems_in_a_scrape() {
     let scrape = scrape_metrics(gateway.admin).await;
     let Some(report) = promtool_check_metrics(scrape.text()).await else {
         assert!(!prometheus_required(), "{test}: CI=true but promtool is not installed");
-        eprintln!("SKIPPED {test}: promtool is not installed");
+        skipped(&format!("{test}: promtool is not installed"));
         return;
     };
     println!("promtool check metrics:\n{}", report.output);

@@ -86,6 +86,13 @@ impl Gateway {
     pub async fn try_start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> Result<Self, StartError> {
         let config = ConfigFile::write(config_yaml);
         let mut command = Command::new(binary("gatehouse"));
+        // The exporter is the test's choice alone: OTEL_* settings of the
+        // environment the tests run in do not leak into the gateway.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(key);
+            }
+        }
         command.envs(env.iter().copied());
         // Each gateway gets its own SQLite file next to its config, unless the
         // test chose a database itself.

@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use gatehouse_health::{Health, Info};
 use gatehouse_telemetry::{ExporterKind, Telemetry};
+use tower::ServiceExt;
 
 use crate::admin_api::{self, AdminApi};
 use tokio::net::TcpListener;
@@ -25,14 +27,22 @@ pub fn router(health: Health, info: Info, api: AdminApi, metrics: Arc<Telemetry>
         .add_service(admin_api::grpc::service(api.clone()))
         .prepare()
         .into_axum_router();
-    let router = gatehouse_health::router(health, info).merge(admin_api::http::router(api)).merge(grpc);
+    let mut http = gatehouse_health::router(health, info).merge(admin_api::http::router(api));
     // `/metrics` lives here unless OTEL_EXPORTER_PROMETHEUS_HOST/PORT moved
     // it to its own listener, or the exporter is not Prometheus at all.
     if metrics.dedicated_listener().is_none() && metrics.kind() == ExporterKind::Prometheus {
-        router.merge(metrics_router(metrics))
-    } else {
-        router
+        http = http.merge(metrics_router(metrics));
     }
+    // gRPC by content type: tonic's router answers every path it does not
+    // know with UNIMPLEMENTED, which must not shadow HTTP 404s.
+    Router::new().fallback_service(tower::service_fn(move |req: Request<Body>| {
+        let target = if is_grpc(req.headers()) { grpc.clone() } else { http.clone() };
+        target.oneshot(req)
+    }))
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// `GET /metrics` in the Prometheus text format.

@@ -146,6 +146,18 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
         state: gateway_state,
         store: db.store.clone(),
     };
+    if let Some(addr) = metrics.dedicated_listener() {
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(metrics = %addr, "serving /metrics on its own listener");
+                tokio::spawn(admin::serve(l, admin::metrics_router(Arc::clone(&metrics)), stop_rx.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, address = %addr, "cannot bind the metrics listener");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         admin::router(health.clone(), info, admin_api, Arc::clone(&metrics)),
