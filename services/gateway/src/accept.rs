@@ -126,10 +126,11 @@ async fn serve_connection<S>(
         + 'static,
 {
     let activity = Arc::new(Activity::new());
+    let client = ClientAddr::new(peer);
     let svc_activity = Arc::clone(&activity);
     let svc = hyper::service::service_fn(move |mut req| {
         let guard = InFlight::enter(Arc::clone(&svc_activity));
-        req.extensions_mut().insert(ClientAddr(peer));
+        req.extensions_mut().insert(client.clone());
         let call = stack.clone().oneshot(req);
         async move {
             let res = call.await?;

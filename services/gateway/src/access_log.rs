@@ -6,7 +6,6 @@
 //! Never logged: the query string, `Authorization`, API keys, cookies.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,7 +67,7 @@ struct Entry {
     request_id: Option<HeaderValue>,
     trace_id: Option<HeaderValue>,
     route: Option<RouteLabel>,
-    client_ip: Option<IpAddr>,
+    client_ip: Option<HeaderValue>,
     bytes_in: Arc<AtomicU64>,
 }
 
@@ -108,7 +107,7 @@ where
             request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
             trace_id: req.headers().get("traceparent").and_then(trace_id),
             route: ext.get::<RouteLabel>().cloned(),
-            client_ip: ext.get::<ClientAddr>().map(|c| c.0.ip()),
+            client_ip: ext.get::<ClientAddr>().map(|c| c.ip.clone()),
             bytes_in: Arc::clone(&bytes_in),
         };
         let req = req.map(|inner| CountBody { inner, bytes: Some(bytes_in) });
@@ -224,7 +223,7 @@ impl Line {
             duration_ms = e.start.elapsed().as_secs_f64() * 1000.0,
             bytes_in = e.bytes_in.load(Ordering::Relaxed),
             bytes_out = self.bytes_out,
-            client_ip = e.client_ip.map(tracing::field::display),
+            client_ip = e.client_ip.as_ref().and_then(|v| v.to_str().ok()),
             error_type,
             "request"
         );

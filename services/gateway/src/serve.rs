@@ -43,11 +43,7 @@ pub fn run(config: Config, path: PathBuf) -> ExitCode {
         &config.logging.level,
         config.logging.format == crate::config::LogFormat::Json,
     );
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = config.runtime.worker_threads {
-        rt.worker_threads(n);
-    }
+    let mut rt = runtime_builder(&config.runtime);
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -60,6 +56,29 @@ pub fn run(config: Config, path: PathBuf) -> ExitCode {
     // access lines are written before the process exits.
     rt.shutdown_timeout(Duration::from_millis(500));
     code
+}
+
+/// The runtime the config asks for. With one core (a CPU limit of 1 in
+/// Kubernetes, or `worker_threads: 1`) a single-threaded runtime avoids
+/// cross-thread wake-ups: the same work in markedly less CPU per request.
+fn runtime_builder(cfg: &crate::config::Runtime) -> tokio::runtime::Builder {
+    use crate::config::RuntimeFlavor;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = cfg.worker_threads.unwrap_or(cores);
+    let single = match cfg.flavor {
+        RuntimeFlavor::CurrentThread => true,
+        RuntimeFlavor::MultiThread => false,
+        RuntimeFlavor::Auto => threads == 1,
+    };
+    let mut rt = if single {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    rt.enable_all();
+    rt
 }
 
 /// Build facts baked in by `build.rs`.

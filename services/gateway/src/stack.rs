@@ -39,9 +39,23 @@ use gatehouse_telemetry::http as http_metrics;
 use gatehouse_telemetry::rejections::Rejections;
 use gatehouse_telemetry::{GrpcMetricsLayer, HttpMetricsLayer};
 
-/// The client's address, set by the accept stage.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
+/// The client's address, set by the accept stage. The IP is rendered once
+/// per connection, so no request formats it again.
+#[derive(Clone, Debug)]
+pub struct ClientAddr {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The peer's IP as text, for `x-forwarded-for` and the access log.
+    pub ip: HeaderValue,
+}
+
+impl ClientAddr {
+    /// Renders `addr` once.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid header value");
+        Self { addr, ip }
+    }
+}
 
 /// The request's id, set by the request-id stage.
 #[derive(Clone, Debug)]

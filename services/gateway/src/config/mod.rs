@@ -116,8 +116,28 @@ fn default_database_url() -> String {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
-    /// Worker threads; default: one per available core.
+    /// `auto` (default): one thread when the process may use one core (or
+    /// `worker_threads: 1`), a work-stealing pool otherwise;
+    /// `current_thread`; or `multi_thread`.
+    #[serde(default)]
+    pub flavor: RuntimeFlavor,
+    /// Worker threads of the `multi_thread` flavour; default: one per
+    /// available core.
     pub worker_threads: Option<usize>,
+}
+
+/// The async runtime's flavour.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeFlavor {
+    /// Decide from the cores available and `worker_threads`.
+    #[default]
+    Auto,
+    /// Everything on one thread: no cross-thread wake-ups or work stealing,
+    /// the cheapest per request when the gateway has one core.
+    CurrentThread,
+    /// A work-stealing pool of `worker_threads`.
+    MultiThread,
 }
 
 /// Edge limits: what a client connection may cost the gateway.
