@@ -30,7 +30,10 @@ const QUEUE_LINES: usize = 64 * 1024;
 /// Lines are written by a background thread, so a request never waits on
 /// stdout; when the queue is full, logging waits rather than dropping lines
 /// (an access log with holes is worse than a slower request).
-pub fn init(level: &str, json: bool) -> Option<FlushGuard> {
+///
+/// With the JSON format, the returned [`LineSink`] lets hot paths write a
+/// ready-made line into the same queue, skipping tracing's dispatch.
+pub fn init(level: &str, json: bool) -> (Option<FlushGuard>, Option<LineSink>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -39,13 +42,69 @@ pub fn init(level: &str, json: bool) -> Option<FlushGuard> {
         .buffered_lines_limit(QUEUE_LINES)
         .thread_name("gatehouse-log")
         .finish(std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone());
     let installed = if json {
         builder.event_format(JsonLines).try_init()
     } else {
         builder.with_target(true).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).try_init()
     };
-    installed.ok().map(|()| guard)
+    match installed {
+        Ok(()) => (Some(guard), json.then_some(LineSink(writer))),
+        Err(_) => (None, None),
+    }
+}
+
+/// Writes whole, pre-formatted JSON lines into the log queue.
+#[derive(Clone)]
+pub struct LineSink(tracing_appender::non_blocking::NonBlocking);
+
+impl fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LineSink")
+    }
+}
+
+impl LineSink {
+    /// Queues one line (which must end with a newline).
+    pub fn write_line(&self, line: &str) {
+        use std::io::Write;
+        // The queue only fails when the writer thread is gone (at exit).
+        let _ = self.0.clone().write_all(line.as_bytes());
+    }
+}
+
+/// Starts a JSON line with the fields every line carries, in the order the
+/// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`.
+/// The caller appends `,"key":value` pairs and then [`end_line`].
+pub fn begin_line(out: &mut String, level: &tracing::Level, target: &str, msg: &str) {
+    use fmt::Write;
+    let _ = write!(out, "{{\"time\":\"{}\",\"level\":\"", humantime::format_rfc3339_millis(SystemTime::now()));
+    out.push_str(level_name(level));
+    out.push_str("\",\"service\":\"");
+    out.push_str(SERVICE);
+    out.push_str("\",\"target\":");
+    let _ = write_json_str(out, target);
+    out.push_str(",\"msg\":");
+    let _ = write_json_str(out, msg);
+}
+
+/// Appends `,"key":"value"` with the value escaped.
+pub fn str_field(out: &mut String, key: &str, value: &str) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    let _ = write_json_str(out, value);
+}
+
+/// Appends `,"key":value` for a number or other JSON literal.
+pub fn raw_field(out: &mut String, key: &str, value: impl fmt::Display) {
+    use fmt::Write;
+    let _ = write!(out, ",\"{key}\":{value}");
+}
+
+/// Closes a line begun with [`begin_line`].
+pub fn end_line(out: &mut String) {
+    out.push_str("}\n");
 }
 
 /// The JSON line format. Fields are written straight into the line buffer
@@ -90,7 +149,7 @@ fn level_name(level: &tracing::Level) -> &'static str {
 }
 
 /// Writes `s` as a JSON string, escaping what RFC 8259 requires.
-fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+pub fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
     out.write_char('"')?;
     let mut start = 0;
     for (i, c) in s.char_indices() {

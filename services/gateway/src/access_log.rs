@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use gatehouse_telemetry::grpc::GrpcCode;
 use gatehouse_telemetry::http::RouteLabel;
+use gatehouse_telemetry::logging::LineSink;
 use http::{HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
@@ -32,22 +33,25 @@ pub struct IdentityId(pub Arc<str>);
 
 /// Adds [`AccessLog`]. When disabled the layer stays in the stack (so the
 /// stack's type does not depend on config) but records nothing.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AccessLogLayer {
     enabled: bool,
+    sink: Option<LineSink>,
 }
 
 impl AccessLogLayer {
-    /// An access log that writes lines when `enabled`.
-    pub fn new(enabled: bool) -> Self {
-        Self { enabled }
+    /// An access log that writes lines when `enabled`: straight into the
+    /// log queue through `sink` when the JSON format is on, through tracing
+    /// otherwise.
+    pub fn new(enabled: bool, sink: Option<LineSink>) -> Self {
+        Self { enabled, sink }
     }
 }
 
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner, enabled: self.enabled }
+        AccessLog { inner, enabled: self.enabled, sink: self.sink.clone() }
     }
 }
 
@@ -56,6 +60,7 @@ impl<S> Layer<S> for AccessLogLayer {
 pub struct AccessLog<S> {
     inner: S,
     enabled: bool,
+    sink: Option<LineSink>,
 }
 
 /// What is known when the request arrives.
@@ -69,6 +74,7 @@ struct Entry {
     route: Option<RouteLabel>,
     client_ip: Option<HeaderValue>,
     bytes_in: Arc<AtomicU64>,
+    sink: Option<LineSink>,
 }
 
 impl<S, B, ResB> Service<Request<B>> for AccessLog<S>
@@ -109,6 +115,7 @@ where
             route: ext.get::<RouteLabel>().cloned(),
             client_ip: ext.get::<ClientAddr>().map(|c| c.ip.clone()),
             bytes_in: Arc::clone(&bytes_in),
+            sink: self.sink.clone(),
         };
         let req = req.map(|inner| CountBody { inner, bytes: Some(bytes_in) });
         ResponseFuture { inner: self.inner.call(req), entry: Some(entry) }
@@ -208,23 +215,101 @@ impl Line {
             End::Dropped => Some("client_cancelled"),
             End::Failed => Some("stream_error"),
         });
+        let fields = Fields {
+            request_id: e.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            trace_id: e.trace_id.as_ref().and_then(|v| v.to_str().ok()),
+            identity_id: self.identity.as_deref(),
+            method: e.method.as_str(),
+            path: e.uri.path(),
+            route: e.route.as_ref().map_or(gatehouse_telemetry::http::UNMATCHED, |r| r.name()),
+            protocol: e.protocol,
+            status: self.status,
+            grpc_code: grpc_code.map(GrpcCode::as_str),
+            upstream: self.upstream.as_deref(),
+            duration_ms: e.start.elapsed().as_secs_f64() * 1000.0,
+            bytes_in: e.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out,
+            client_ip: e.client_ip.as_ref().and_then(|v| v.to_str().ok()),
+            error_type,
+        };
+        match &e.sink {
+            Some(sink) if tracing::enabled!(target: "access", tracing::Level::INFO) => fields.write_to(sink),
+            Some(_) => {}
+            None => fields.trace(),
+        }
+    }
+}
+
+/// The access line's fields, written one of two ways.
+struct Fields<'a> {
+    request_id: Option<&'a str>,
+    trace_id: Option<&'a str>,
+    identity_id: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    route: &'a str,
+    protocol: &'a str,
+    status: u16,
+    grpc_code: Option<&'a str>,
+    upstream: Option<&'a str>,
+    duration_ms: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    client_ip: Option<&'a str>,
+    error_type: Option<&'a str>,
+}
+
+impl Fields<'_> {
+    /// The hot path: the JSON line built in one buffer and queued, in the
+    /// same shape the subscriber writes, without tracing's dispatch and
+    /// per-field visitor.
+    fn write_to(&self, sink: &LineSink) {
+        use gatehouse_telemetry::logging::{begin_line, end_line, raw_field, str_field};
+        let mut out = String::with_capacity(512);
+        begin_line(&mut out, &tracing::Level::INFO, "access", "request");
+        let optional = |out: &mut String, key: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                str_field(out, key, v);
+            }
+        };
+        optional(&mut out, "request_id", self.request_id);
+        optional(&mut out, "trace_id", self.trace_id);
+        optional(&mut out, "identity_id", self.identity_id);
+        str_field(&mut out, "method", self.method);
+        str_field(&mut out, "path", self.path);
+        str_field(&mut out, "route", self.route);
+        str_field(&mut out, "protocol", self.protocol);
+        raw_field(&mut out, "status", self.status);
+        optional(&mut out, "grpc_code", self.grpc_code);
+        optional(&mut out, "upstream", self.upstream);
+        raw_field(&mut out, "duration_ms", self.duration_ms);
+        raw_field(&mut out, "bytes_in", self.bytes_in);
+        raw_field(&mut out, "bytes_out", self.bytes_out);
+        optional(&mut out, "client_ip", self.client_ip);
+        optional(&mut out, "error_type", self.error_type);
+        end_line(&mut out);
+        sink.write_line(&out);
+    }
+
+    /// Through tracing: text format, tests, no sink.
+    fn trace(&self) {
         tracing::info!(
             target: "access",
-            request_id = e.request_id.as_ref().and_then(|v| v.to_str().ok()),
-            trace_id = e.trace_id.as_ref().and_then(|v| v.to_str().ok()),
-            identity_id = self.identity.as_deref(),
-            method = e.method.as_str(),
-            path = e.uri.path(),
-            route = e.route.as_ref().map_or(gatehouse_telemetry::http::UNMATCHED, |r| r.name()),
-            protocol = e.protocol,
+            request_id = self.request_id,
+            trace_id = self.trace_id,
+            identity_id = self.identity_id,
+            method = self.method,
+            path = self.path,
+            route = self.route,
+            protocol = self.protocol,
             status = self.status,
-            grpc_code = grpc_code.map(GrpcCode::as_str),
-            upstream = self.upstream.as_deref(),
-            duration_ms = e.start.elapsed().as_secs_f64() * 1000.0,
-            bytes_in = e.bytes_in.load(Ordering::Relaxed),
+            grpc_code = self.grpc_code,
+            upstream = self.upstream,
+            duration_ms = self.duration_ms,
+            bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
-            client_ip = e.client_ip.as_ref().and_then(|v| v.to_str().ok()),
-            error_type,
+            client_ip = self.client_ip,
+            error_type = self.error_type,
             "request"
         );
     }

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::access_log::AccessLogLayer;
 use crate::admin_api::{ADMIN_TOKEN_ENV, AdminApi};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -30,6 +31,7 @@ use crate::telemetry;
 use crate::upstream::ClusterSet;
 use crate::{accept, admin};
 use gatehouse_store::{NewAuditEvent, Outcome};
+use gatehouse_telemetry::logging::LineSink;
 use gatehouse_telemetry::state::{ConfigReload, GatewayState};
 use gatehouse_telemetry::{BuildInfo, GrpcMetricsLayer};
 
@@ -39,7 +41,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Runs the gateway; returns the process exit code. `path` is read again on
 /// SIGHUP.
 pub fn run(config: Config, path: PathBuf) -> ExitCode {
-    let _flush_on_exit = gatehouse_telemetry::logging::init(
+    let (_flush_on_exit, line_sink) = gatehouse_telemetry::logging::init(
         &config.logging.level,
         config.logging.format == crate::config::LogFormat::Json,
     );
@@ -51,7 +53,7 @@ pub fn run(config: Config, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = rt.block_on(serve(config, path));
+    let code = rt.block_on(serve(config, path, line_sink));
     // Cut connections that outlived the shutdown timeout now, so their
     // access lines are written before the process exits.
     rt.shutdown_timeout(Duration::from_millis(500));
@@ -86,7 +88,7 @@ pub fn build_info() -> (&'static str, &'static str, &'static str) {
     (env!("CARGO_PKG_VERSION"), env!("GATEHOUSE_COMMIT"), env!("GATEHOUSE_BUILD_TIME"))
 }
 
-async fn serve(config: Config, path: PathBuf) -> ExitCode {
+async fn serve(config: Config, path: PathBuf, line_sink: Option<LineSink>) -> ExitCode {
     let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
     let (mut term, mut int, mut hup) = match signals {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
@@ -184,7 +186,7 @@ async fn serve(config: Config, path: PathBuf) -> ExitCode {
     ));
     let public_task = tokio::spawn({
         let limits = config.limits.clone();
-        let access_log = config.logging.access_log;
+        let access_log = AccessLogLayer::new(config.logging.access_log, line_sink);
         let stop_rx = stop_rx.clone();
         async move {
             accept::serve(public, stack::public_service(gateway, access_log, grpc_metrics), &limits, stop_rx).await

@@ -73,7 +73,7 @@ pub struct MatchedRoute(pub Arc<Route>);
 /// Builds the public listener's service: every stage in request order.
 pub fn public_service(
     gateway: Arc<Gateway>,
-    access_log: bool,
+    access_log: AccessLogLayer,
     grpc_metrics: GrpcMetricsLayer,
 ) -> impl Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
 + Clone
@@ -83,7 +83,7 @@ pub fn public_service(
     ServiceBuilder::new()
         .map_request(assign_request_id)
         .map_request(move |req| router.annotate_route(req))
-        .layer(AccessLogLayer::new(access_log))
+        .layer(access_log)
         // HTTP and gRPC RED metrics each pass the other's requests through.
         .layer(HttpMetricsLayer::new())
         .layer(grpc_metrics)

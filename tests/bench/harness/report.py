@@ -1,0 +1,222 @@
+"""Aggregates the raw runs (median over rounds) and prints one Markdown table
+per scenario, with ratios to nginx and to the direct connection."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+NGINX = "nginx"
+DIRECT = "direct"
+
+
+def _median(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.median(values) if values else None
+
+
+def summarize_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
+    """{scenario: {target: medians over rounds}} for the throughput scenarios."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        grouped.setdefault((run["scenario"], run["target"]), []).append(run)
+    out: dict[str, dict[str, dict]] = {}
+    for (scenario, target), rows in grouped.items():
+        ok = [r for r in rows if "skipped" not in r and "error" not in r]
+        summary: dict = {"rounds": len(ok), "label": rows[0].get("label", target)}
+        if not ok:
+            summary["note"] = rows[0].get("skipped") or rows[0].get("error")
+        else:
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "upstream_cpu_us_per_request", "core_busy"):
+                summary[key] = _median([r.get(key) for r in ok])
+            summary["rps_min"] = min(r["rps"] for r in ok)
+            summary["rps_max"] = max(r["rps"] for r in ok)
+            summary["rss_kib"] = max(r["rss_kib"] for r in ok)
+            summary["errors"] = sum(r.get("errors", 0) for r in ok)
+            logged = [r["log_lines_per_request"] for r in ok if r.get("log_lines_per_request") is not None]
+            if logged:
+                summary["log_lines_per_request"] = min(logged)
+        out.setdefault(scenario, {})[target] = summary
+    return out
+
+
+def _fmt(value, digits: int = 1, thousands: bool = False) -> str:
+    if value is None:
+        return "—"
+    if thousands:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _ratio(value, base) -> str:
+    if value is None or base in (None, 0):
+        return "—"
+    return f"{value / base:.2f}×"
+
+
+COLUMNS = (
+    "Columns: req/s, latency p50/p99 (client side) and ratios to nginx and to direct; CPU µs/req: the target's "
+    "utime+stime over the run ÷ requests; core busy: that CPU time ÷ the run's length (a proxy well below 100% was "
+    "paced by the client side: load generator and echo share the other core); RSS: VmRSS summed over the target's "
+    "processes; instr/req: callgrind, one process per proxy."
+)
+
+
+def throughput_table(title: str, rows: dict[str, dict], instructions: dict[str, float], order: list[str]) -> list[str]:
+    nginx = rows.get(NGINX, {})
+    direct = rows.get(DIRECT, {})
+    nginx_ir = instructions.get(NGINX)
+    lines = [
+        f"### {title}",
+        "",
+        "| target | req/s | ×nginx | ×direct | p50 ms | p99 ms | p99 ×nginx | CPU µs/req | CPU ×nginx | core busy "
+        "| RSS MiB | instr/req | instr ×nginx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for key in order:
+        row = rows.get(key)
+        if row is None:
+            continue
+        if "rps" not in row:
+            lines.append(f"| {row['label']} | {row.get('note') or 'skipped'} |" + " |" * 11)
+            continue
+        ir = instructions.get(key)
+        is_direct = key == DIRECT
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["label"],
+                    _fmt(row["rps"], thousands=True),
+                    _ratio(row["rps"], nginx.get("rps")),
+                    _ratio(row["rps"], direct.get("rps")),
+                    _fmt(row["p50_ms"], 3),
+                    _fmt(row["p99_ms"], 3),
+                    _ratio(row["p99_ms"], nginx.get("p99_ms")),
+                    _fmt(row["cpu_us_per_request"], 1) + (" ¹" if is_direct else ""),
+                    "—" if is_direct else _ratio(row["cpu_us_per_request"], nginx.get("cpu_us_per_request")),
+                    "—" if row.get("core_busy") is None else f"{row['core_busy'] * 100:.0f}%",
+                    _fmt(row["rss_kib"] / 1024, 1) + (" ¹" if is_direct else ""),
+                    "—" if ir is None else f"{ir:,.0f}",
+                    _ratio(ir, nginx_ir),
+                ]
+            )
+            + " |"
+        )
+        if row.get("errors"):
+            notes.append(f"{row['label']}: {row['errors']} failed or non-2xx requests.")
+        lpr = row.get("log_lines_per_request")
+        if lpr is not None and lpr < 0.98:
+            notes.append(f"{row['label']}: only {lpr:.2f} access lines per request reached the log file.")
+    lines.append("")
+    if DIRECT in rows:
+        notes.insert(0, "¹ direct: the echo server's own CPU and memory (no proxy in the path).")
+
+    lines.extend(f"{n}  " for n in notes)
+    return lines
+
+
+def instructions_table(ir: dict[str, dict[str, float]], scenarios: list, order: list[str]) -> list[str]:
+    """Instructions per request, scenario × proxy, with the ratio to nginx."""
+    keys = [k for k in order if any(k in ir.get(s.key, {}) for s in scenarios)]
+    if not keys:
+        return []
+    lines = [
+        "### Instructions per request (callgrind), all scenarios",
+        "",
+        "| scenario | " + " | ".join(keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for scn in scenarios:
+        row = ir.get(scn.key, {})
+        if not row:
+            continue
+        cells = []
+        for k in keys:
+            value = row.get(k)
+            ratio = "" if k == NGINX or value is None or NGINX not in row else f" ({_ratio(value, row[NGINX])})"
+            cells.append("—" if value is None else f"{value:,.0f}{ratio}")
+        lines.append(f"| {scn.key} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def idle_table(rows: dict[str, dict], order: list[str], n: int) -> list[str]:
+    nginx = rows.get(NGINX, {})
+    lines = [
+        f"### {n:,} idle keep-alive HTTP/1.1 connections (one request each, then idle)",
+        "",
+        "| target | RSS at start MiB | RSS before MiB | RSS with conns MiB | KiB/conn | KiB/conn ×nginx | conns open |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in order:
+        row = rows.get(key)
+        if row is None:
+            continue
+        if "kib_per_connection" not in row:
+            lines.append(f"| {row['label']} | {row.get('note') or 'skipped'} |" + " |" * 5)
+            continue
+        lines.append(
+            f"| {row['label']} | {_fmt(row.get('rss_start_kib', 0) / 1024)} | {_fmt(row['rss_before_kib'] / 1024)} "
+            f"| {_fmt(row['rss_after_kib'] / 1024)} | {_fmt(row['kib_per_connection'], 2)} "
+            f"| {_ratio(row['kib_per_connection'], nginx.get('kib_per_connection'))} | {row['open_at_measure']:,} |"
+        )
+    lines += [
+        "",
+        "Each target freshly started. RSS at start: right after start-up; RSS before: after 500 warm-up "
+        "requests, right before the connections open; KiB/conn: (RSS with the connections open − RSS before) ÷ "
+        "connections. Kernel socket buffers are not in RSS. nginx allocates and initialises all its "
+        "`worker_connections` slots at start-up, so part of its cost per connection is in its start-up RSS.",
+        "",
+    ]
+    return lines
+
+
+def summarize_idle(runs: list[dict]) -> dict[str, dict]:
+    grouped: dict[str, list[dict]] = {}
+    for run in runs:
+        grouped.setdefault(run["target"], []).append(run)
+    out = {}
+    for target, rows in grouped.items():
+        ok = [r for r in rows if "kib_per_connection" in r]
+        if not ok:
+            out[target] = {"label": rows[0]["label"], "note": rows[0].get("skipped") or rows[0].get("error")}
+            continue
+        out[target] = {
+            "label": ok[0]["label"],
+            "rss_start_kib": _median([r.get("rss_start_kib") for r in ok]),
+            "rss_before_kib": _median([r["rss_before_kib"] for r in ok]),
+            "rss_after_kib": _median([r["rss_after_kib"] for r in ok]),
+            "kib_per_connection": _median([r["kib_per_connection"] for r in ok]),
+            "open_at_measure": min(r["open_at_measure"] for r in ok),
+        }
+    return out
+
+
+def metrics_table(runs: list[dict]) -> list[str]:
+    lines = ["### `/metrics` scrape, Gatehouse with 1,000 routes", ""]
+    ok = [r for r in runs if r.get("available")]
+    if not ok:
+        reason = runs[0].get("reason", "not run") if runs else "not run"
+        return lines + [f"unavailable: {reason}", ""]
+    p50 = _median([r["p50_ms"] for r in ok])
+    worst = max(r["max_ms"] for r in ok)
+    lines += [
+        "| routes | scrapes | p50 ms | max ms | body KiB | series | gateway RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {ok[0]['routes']:,} | {sum(r['scrapes'] for r in ok)} | {p50:.2f} | {worst:.2f} "
+        f"| {max(r['bytes'] for r in ok) / 1024:,.0f} | {max(r['series'] for r in ok):,} "
+        f"| {max(r['rss_kib'] for r in ok) / 1024:.1f} |",
+        "",
+    ]
+    return lines
+
+
+def profile_lines(rows: list, requests: int, width: int = 160) -> list[str]:
+    """(instructions, function, object) rows as `instr/request  function [object]`."""
+    out = []
+    for ir, func, obj in rows:
+        text = f"{ir / requests:>9,.0f}  {func}" + (f" [{obj}]" if obj and obj != "gatehouse" else "")
+        out.append(text if len(text) <= width else text[: width - 1] + "…")
+    return out
