@@ -77,8 +77,9 @@ impl LineSink {
 /// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`.
 /// The caller appends `,"key":value` pairs and then [`end_line`].
 pub fn begin_line(out: &mut String, level: &tracing::Level, target: &str, msg: &str) {
-    use fmt::Write;
-    let _ = write!(out, "{{\"time\":\"{}\",\"level\":\"", humantime::format_rfc3339_millis(SystemTime::now()));
+    out.push_str("{\"time\":\"");
+    push_timestamp(out, SystemTime::now());
+    out.push_str("\",\"level\":\"");
     out.push_str(level_name(level));
     out.push_str("\",\"service\":\"");
     out.push_str(SERVICE);
@@ -88,18 +89,81 @@ pub fn begin_line(out: &mut String, level: &tracing::Level, target: &str, msg: &
     let _ = write_json_str(out, msg);
 }
 
+/// Appends `time` as RFC 3339 UTC with milliseconds. The date and time up
+/// to the second are formatted once per second per thread and reused.
+fn push_timestamp(out: &mut String, now: SystemTime) {
+    use std::cell::RefCell;
+    use std::time::UNIX_EPOCH;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (secs, millis) = (since.as_secs(), since.subsec_millis());
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            // "YYYY-MM-DDTHH:MM:SS" from humantime, without its "Z".
+            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string();
+            cached.1 = full.trim_end_matches('Z').to_owned();
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+    });
+    out.push('.');
+    push_padded(out, millis, 3);
+    out.push('Z');
+}
+
+/// Appends `n` with at least `width` digits, zero-padded.
+fn push_padded(out: &mut String, n: u32, width: usize) {
+    let digits = n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    for _ in digits..width {
+        out.push('0');
+    }
+    push_u64(out, u64::from(n));
+}
+
+/// Appends the decimal digits of `n` without going through `fmt`.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+/// Appends `,"key":N` for an unsigned integer.
+pub fn uint_field(out: &mut String, key: &str, value: u64) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    push_u64(out, value);
+}
+
+/// Appends `,"key":N.NNN` for a duration in milliseconds with microsecond
+/// precision, formatted with integer arithmetic.
+pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    push_u64(out, micros / 1000);
+    out.push('.');
+    push_padded(out, (micros % 1000) as u32, 3);
+}
+
 /// Appends `,"key":"value"` with the value escaped.
 pub fn str_field(out: &mut String, key: &str, value: &str) {
     out.push_str(",\"");
     out.push_str(key);
     out.push_str("\":");
     let _ = write_json_str(out, value);
-}
-
-/// Appends `,"key":value` for a number or other JSON literal.
-pub fn raw_field(out: &mut String, key: &str, value: impl fmt::Display) {
-    use fmt::Write;
-    let _ = write!(out, ",\"{key}\":{value}");
 }
 
 /// Closes a line begun with [`begin_line`].
@@ -151,6 +215,11 @@ fn level_name(level: &tracing::Level) -> &'static str {
 /// Writes `s` as a JSON string, escaping what RFC 8259 requires.
 pub fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
     out.write_char('"')?;
+    // Most values (paths, ids, names) need no escaping: one byte scan, one copy.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.write_str(s)?;
+        return out.write_char('"');
+    }
     let mut start = 0;
     for (i, c) in s.char_indices() {
         let escape = match c {
@@ -249,6 +318,19 @@ mod tests {
         fn make_writer(&'a self) -> Buf {
             self.clone()
         }
+    }
+
+    #[test]
+    fn timestamps_and_numbers_format_like_the_subscriber() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_306_422_053);
+        let mut out = String::new();
+        push_timestamp(&mut out, t);
+        assert_eq!(out, humantime::format_rfc3339_millis(t).to_string());
+        let mut out = String::new();
+        millis_field(&mut out, "d", std::time::Duration::from_micros(12_005));
+        uint_field(&mut out, "n", 0);
+        uint_field(&mut out, "m", 18_446_744_073_709_551_615);
+        assert_eq!(out, r#","d":12.005,"n":0,"m":18446744073709551615"#);
     }
 
     #[test]

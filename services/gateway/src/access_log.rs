@@ -226,7 +226,7 @@ impl Line {
             status: self.status,
             grpc_code: grpc_code.map(GrpcCode::as_str),
             upstream: self.upstream.as_deref(),
-            duration_ms: e.start.elapsed().as_secs_f64() * 1000.0,
+            elapsed: e.start.elapsed(),
             bytes_in: e.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out,
             client_ip: e.client_ip.as_ref().and_then(|v| v.to_str().ok()),
@@ -252,7 +252,7 @@ struct Fields<'a> {
     status: u16,
     grpc_code: Option<&'a str>,
     upstream: Option<&'a str>,
-    duration_ms: f64,
+    elapsed: std::time::Duration,
     bytes_in: u64,
     bytes_out: u64,
     client_ip: Option<&'a str>,
@@ -264,7 +264,7 @@ impl Fields<'_> {
     /// same shape the subscriber writes, without tracing's dispatch and
     /// per-field visitor.
     fn write_to(&self, sink: &LineSink) {
-        use gatehouse_telemetry::logging::{begin_line, end_line, raw_field, str_field};
+        use gatehouse_telemetry::logging::{begin_line, end_line, millis_field, str_field, uint_field};
         let mut out = String::with_capacity(512);
         begin_line(&mut out, &tracing::Level::INFO, "access", "request");
         let optional = |out: &mut String, key: &str, v: Option<&str>| {
@@ -279,12 +279,12 @@ impl Fields<'_> {
         str_field(&mut out, "path", self.path);
         str_field(&mut out, "route", self.route);
         str_field(&mut out, "protocol", self.protocol);
-        raw_field(&mut out, "status", self.status);
+        uint_field(&mut out, "status", u64::from(self.status));
         optional(&mut out, "grpc_code", self.grpc_code);
         optional(&mut out, "upstream", self.upstream);
-        raw_field(&mut out, "duration_ms", self.duration_ms);
-        raw_field(&mut out, "bytes_in", self.bytes_in);
-        raw_field(&mut out, "bytes_out", self.bytes_out);
+        millis_field(&mut out, "duration_ms", self.elapsed);
+        uint_field(&mut out, "bytes_in", self.bytes_in);
+        uint_field(&mut out, "bytes_out", self.bytes_out);
         optional(&mut out, "client_ip", self.client_ip);
         optional(&mut out, "error_type", self.error_type);
         end_line(&mut out);
@@ -305,7 +305,7 @@ impl Fields<'_> {
             status = self.status,
             grpc_code = self.grpc_code,
             upstream = self.upstream,
-            duration_ms = self.duration_ms,
+            duration_ms = self.elapsed.as_secs_f64() * 1000.0,
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
             client_ip = self.client_ip,
