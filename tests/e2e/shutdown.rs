@@ -147,7 +147,12 @@ impl Unanswered {
         if sent < drain {
             return Err(format!("{id}: sent {sent:?} after SIGTERM, within the drain delay, got no answer: {error}"));
         }
-        if self.reused == Some(false) {
+        // The kernel can complete a handshake in the instant between the
+        // gateway's last accept and the listening socket's close; that
+        // connection is reset before anything is read. For the client that is
+        // a refused connection: nothing was processed and a retry is safe.
+        let reset_at_close = waited <= QUICK_FAILURE && error.contains("ConnectionReset");
+        if self.reused == Some(false) && !reset_at_close {
             return Err(format!(
                 "{id}: first request on a new connection opened {sent:?} after SIGTERM (after the drain delay): \
                  the handshake succeeded, so the listener was still open, but it was never served; failed after \
