@@ -21,11 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use crate::error::GatewayError;
-use crate::stack::{ClientAddr, RequestId, is_grpc};
-
-/// The upstream cluster a request went to; set by the gateway on responses.
-#[derive(Clone, Debug)]
-pub struct UpstreamName(pub Arc<str>);
+use crate::stack::{ClientAddr, MatchedRoute, RequestId, is_grpc};
 
 /// The authenticated principal; set by the auth stage on responses.
 #[derive(Clone, Debug)]
@@ -72,6 +68,8 @@ struct Entry {
     request_id: Option<HeaderValue>,
     trace_id: Option<HeaderValue>,
     route: Option<RouteLabel>,
+    /// The matched route's cluster.
+    upstream: Option<Arc<str>>,
     client_ip: Option<HeaderValue>,
     bytes_in: Arc<AtomicU64>,
     sink: Option<LineSink>,
@@ -113,6 +111,7 @@ where
             request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
             trace_id: req.headers().get("traceparent").and_then(trace_id),
             route: ext.get::<RouteLabel>().cloned(),
+            upstream: ext.get::<MatchedRoute>().map(|m| Arc::clone(&m.0.cluster.name)),
             client_ip: ext.get::<ClientAddr>().map(|c| c.ip.clone()),
             bytes_in: Arc::clone(&bytes_in),
             sink: self.sink.clone(),
@@ -148,7 +147,6 @@ pin_project_lite::pin_project! {
                     status: gatehouse_telemetry::http::CLIENT_CLOSED,
                     grpc_code: None,
                     error_type: None,
-                    upstream: None,
                     identity: None,
                     bytes_out: 0,
                     empty_body: false,
@@ -177,7 +175,6 @@ where
             status: res.status().as_u16(),
             grpc_code: (entry.protocol == "grpc").then(|| GrpcCode::from_headers(res.headers())).flatten(),
             error_type: ext.get::<GatewayError>().map(|e| e.code()),
-            upstream: ext.get::<UpstreamName>().map(|u| Arc::clone(&u.0)),
             identity: ext.get::<IdentityId>().map(|i| Arc::clone(&i.0)),
             bytes_out: 0,
             empty_body: res.body().is_end_stream(),
@@ -193,7 +190,6 @@ struct Line {
     status: u16,
     grpc_code: Option<GrpcCode>,
     error_type: Option<&'static str>,
-    upstream: Option<Arc<str>>,
     identity: Option<Arc<str>>,
     bytes_out: u64,
     /// The body was empty from the start.
@@ -225,7 +221,7 @@ impl Line {
             protocol: e.protocol,
             status: self.status,
             grpc_code: grpc_code.map(GrpcCode::as_str),
-            upstream: self.upstream.as_deref(),
+            upstream: e.upstream.as_deref(),
             elapsed: e.start.elapsed(),
             bytes_in: e.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out,

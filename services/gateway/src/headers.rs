@@ -12,7 +12,13 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// survives: it announces trailers, and hyper sends HTTP/1.1 trailers only
 /// when they were announced.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Fast path: most requests carry none of these.
+    // One pass over the names, comparing without hashing: most messages
+    // carry none of these, and then nothing else is done.
+    let te_other_than_trailers =
+        headers.get(header::TE).is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_other_than_trailers && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -38,11 +44,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    if let Some(te) = headers.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            headers.remove(header::TE);
-        }
+    if te_other_than_trailers {
+        headers.remove(header::TE);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 #[cfg(test)]
@@ -66,5 +80,18 @@ mod tests {
         h.insert(header::TE, HeaderValue::from_static("gzip"));
         strip_hop_by_hop(&mut h);
         assert!(!h.contains_key(header::TE));
+        // Nothing hop-by-hop: left alone.
+        let mut clean = HeaderMap::new();
+        clean.insert("x-kept", HeaderValue::from_static("1"));
+        clean.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut clean);
+        assert_eq!(clean.len(), 2);
+        // Each on its own is found.
+        for name in ["keep-alive", "proxy-connection", "upgrade", "transfer-encoding", "proxy-authorization"] {
+            let mut one = HeaderMap::new();
+            one.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut one);
+            assert!(one.is_empty(), "{name}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder};
 
-use crate::access_log::{AccessLogLayer, IdentityId, LogBody, UpstreamName};
+use crate::access_log::{AccessLogLayer, IdentityId, LogBody};
 use crate::auth::Auth;
 use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
@@ -164,9 +164,6 @@ impl Gateway {
                 res
             }
         };
-        if let Some(route) = &route {
-            res.extensions_mut().insert(UpstreamName(Arc::clone(&route.cluster.name)));
-        }
         if let Some(identity) = identity {
             res.extensions_mut().insert(IdentityId(identity.principal));
         }
