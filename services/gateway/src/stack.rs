@@ -7,11 +7,16 @@
 //!   → request id  first: every later stage, log line and error body names the request
 //!   → route match annotates the request with its route before telemetry, so metrics and
 //!                 logs are labelled by route name (never the raw path); rejects nothing yet
-//!   → [access log, RED metrics] wrap everything below, so rejected requests count too
+//!   → access log  (access_log.rs) one line per request, outermost so every answer,
+//!                 rejection or cut is logged once
+//!   → RED metrics HTTP and gRPC server layers (libs/telemetry); outside the stages that
+//!                 reject, so rejected requests count too
 //!   → hygiene     malformed heads are the client's error, answered before any upstream
 //!   → no route    404 / UNIMPLEMENTED
-//!   → [authenticate, rate limit, authorize]  need the route's rules, so after the match
-//!   → proxy       timeout, balance, pooled client, streaming bodies
+//!   → authenticate, authorize (auth.rs)  need the route's rules, so after the match;
+//!                 a per-identity rate limit would go between the two
+//!   → proxy       timeout, balance, pooled client (with the upstream RED layer),
+//!                 streaming bodies
 //! ```
 
 use std::convert::Infallible;
