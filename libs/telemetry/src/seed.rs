@@ -195,7 +195,7 @@ mod tests {
         let text = metrics::with_local_recorder(&recorder, || {
             seed(&spec());
             let state = GatewayState::new();
-            state.set_ready(true);
+            state.config_reloaded(crate::ConfigReload::Success);
             ClusterGauges::new("echo").set_endpoints(crate::EndpointState::Healthy, 3);
             Rejections::new().reject(crate::RejectReason::NoRoute);
             let before = sample_count(&recorder.handle().render());
@@ -203,7 +203,7 @@ mod tests {
             assert_eq!(sample_count(&recorder.handle().render()), before);
             recorder.handle().render()
         });
-        assert_eq!(sample(&text, "gateway_ready"), Some(1.0));
+        assert_eq!(sample(&text, r#"gateway_config_reloads_total{result="success"}"#), Some(1.0));
         assert_eq!(sample(&text, r#"gateway_upstream_endpoints{upstream="echo",state="healthy"}"#), Some(3.0));
         assert_eq!(sample(&text, r#"gateway_requests_rejected_total{reason="no_route"}"#), Some(1.0));
     }

@@ -21,7 +21,7 @@ pub enum ConfigReload {
     Failure,
 }
 
-/// Cached handles for readiness, draining and config reloads. Cloning
+/// Cached handles for config reloads, plus seeding of the readiness and draining gauges. Cloning
 /// shares them.
 #[derive(Clone, Debug)]
 pub struct GatewayState(Arc<StateHandles>);
@@ -45,16 +45,6 @@ impl GatewayState {
         }))
     }
 
-    /// Sets `gateway_ready`.
-    pub fn set_ready(&self, ready: bool) {
-        self.0.ready.set(f64::from(u8::from(ready)));
-    }
-
-    /// Sets `gateway_draining`.
-    pub fn set_draining(&self, draining: bool) {
-        self.0.draining.set(f64::from(u8::from(draining)));
-    }
-
     /// Counts a config load; a success also stamps the time.
     pub fn config_reloaded(&self, result: ConfigReload) {
         self.0.reloads[result as usize].increment(1);
@@ -64,6 +54,8 @@ impl GatewayState {
     }
 
     /// Makes every series exist, without changing values already set.
+    /// `gateway_ready` and `gateway_draining` are only seeded here: the
+    /// health state (libs/health) is their one writer.
     pub fn seed(&self) {
         let h = &self.0;
         [&h.ready, &h.draining, &h.last_success].into_iter().for_each(|g| g.increment(0.0));
