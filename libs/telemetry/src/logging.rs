@@ -17,19 +17,18 @@ use tracing_subscriber::registry::LookupSpan;
 /// The `service` field of every line.
 pub const SERVICE: &str = "gatehouse";
 
-/// Keeps the background log writer running; dropping it flushes every
-/// line still queued. Hold it until the process exits.
-pub type FlushGuard = tracing_appender::non_blocking::WorkerGuard;
+pub mod batch;
 
-/// Lines queued for the writer thread before a logging call waits.
-const QUEUE_LINES: usize = 64 * 1024;
+use batch::BatchWriter;
+pub use batch::FlushGuard;
 
 /// Installs the global subscriber. `level` is a tracing filter such as
 /// `info`; `RUST_LOG`, when set, overrides it.
 ///
-/// Lines are written by a background thread, so a request never waits on
-/// stdout; when the queue is full, logging waits rather than dropping lines
-/// (an access log with holes is worse than a slower request).
+/// Lines are written in batches by a background thread, so a request never
+/// waits on stdout; when the queue is full, logging waits rather than
+/// dropping lines (an access log with holes is worse than a slower request).
+/// See [`batch`].
 ///
 /// With the JSON format, the returned [`LineSink`] lets hot paths write a
 /// ready-made line into the same queue, skipping tracing's dispatch.
@@ -37,11 +36,9 @@ pub fn init(level: &str, json: bool) -> (Option<FlushGuard>, Option<LineSink>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUE_LINES)
-        .thread_name("gatehouse-log")
-        .finish(std::io::stdout());
+    let Ok((writer, guard)) = BatchWriter::spawn(std::io::stdout(), batch::BATCH_WINDOW) else {
+        return (None, None);
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone());
     let installed = if json {
         builder.event_format(JsonLines).try_init()
@@ -56,7 +53,7 @@ pub fn init(level: &str, json: bool) -> (Option<FlushGuard>, Option<LineSink>) {
 
 /// Writes whole, pre-formatted JSON lines into the log queue.
 #[derive(Clone)]
-pub struct LineSink(tracing_appender::non_blocking::NonBlocking);
+pub struct LineSink(BatchWriter);
 
 impl fmt::Debug for LineSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,9 +64,7 @@ impl fmt::Debug for LineSink {
 impl LineSink {
     /// Queues one line (which must end with a newline).
     pub fn write_line(&self, line: &str) {
-        use std::io::Write;
-        // The queue only fails when the writer thread is gone (at exit).
-        let _ = self.0.clone().write_all(line.as_bytes());
+        self.0.append(line.as_bytes());
     }
 }
 
