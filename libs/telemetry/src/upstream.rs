@@ -69,6 +69,14 @@ impl UpstreamMetricsLayer {
         Self { series: Arc::new(UpstreamSeries { name, grpc, duration, outcomes: SeriesCache::new() }) }
     }
 
+    /// Measures one upstream exchange: `exchange` resolves to the response
+    /// head, whose body then records the outcome when it ends. The same as
+    /// calling an [`UpstreamMetrics`] service, for callers that pick the
+    /// connection themselves.
+    pub fn measure<F>(&self, exchange: F) -> ResponseFuture<F> {
+        ResponseFuture { inner: exchange, call: Some(Call::begin(&self.series)) }
+    }
+
     /// Makes this cluster's success series exist at zero: `code="200"`
     /// (with `grpc_code="OK"` for gRPC clusters) and the duration histogram.
     pub fn seed(&self) {
@@ -129,10 +137,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let grpc = self.series.grpc.then_some(GrpcCode::Canceled);
-        let call =
-            Call { series: Arc::clone(&self.series), start: Instant::now(), code: CANCELLED, grpc, settled: false };
-        ResponseFuture { inner: self.inner.call(req), call: Some(call) }
+        ResponseFuture { inner: self.inner.call(req), call: Some(Call::begin(&self.series)) }
     }
 }
 
@@ -149,6 +154,12 @@ struct Call {
 }
 
 impl Call {
+    /// Counted as cancelled unless the exchange says otherwise.
+    fn begin(series: &Arc<UpstreamSeries>) -> Self {
+        let grpc = series.grpc.then_some(GrpcCode::Canceled);
+        Self { series: Arc::clone(series), start: Instant::now(), code: CANCELLED, grpc, settled: false }
+    }
+
     fn settle(&mut self, code: GrpcCode) {
         if self.grpc.is_some() && !self.settled {
             self.grpc = Some(code);

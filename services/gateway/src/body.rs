@@ -17,10 +17,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
 
 use crate::error::GatewayError;
 use crate::upstream::EndpointGuard;
+use crate::upstream::pool::PooledBody;
 
 /// What, if anything, the client did wrong while sending its body. Shared
 /// between the body (which sees the fault) and the proxy (which answers).
@@ -126,7 +126,7 @@ impl Body for RequestBody {
 }
 
 /// An upstream's response body, measured by the upstream RED layer.
-pub type UpstreamBody = gatehouse_telemetry::upstream::ResponseBody<Incoming>;
+pub type UpstreamBody = gatehouse_telemetry::upstream::ResponseBody<PooledBody>;
 
 /// Every response body the gateway sends.
 #[derive(Debug)]

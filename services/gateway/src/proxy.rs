@@ -17,7 +17,6 @@ use crate::headers::strip_hop_by_hop;
 use crate::request_id::X_REQUEST_ID;
 use crate::router::Route;
 use crate::stack::ClientAddr;
-use tower::ServiceExt;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -51,8 +50,12 @@ where
     let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let original_authority = parts.uri.authority().cloned();
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(endpoint.authority.clone());
+    if route.cluster.protocol != Protocol::Http1 {
+        // HTTP/2 sends scheme and authority as pseudo-headers; an HTTP/1
+        // request line carries the path alone (origin-form).
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(endpoint.authority.clone());
+    }
     uri.path_and_query = Some(path);
     parts.uri = Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?;
 
@@ -83,7 +86,8 @@ where
     let body = RequestBody::new(body, route.max_body_bytes, Arc::clone(&fault));
     let upstream_req = Request::from_parts(parts, body);
 
-    let result = tokio::time::timeout(timeout, route.cluster.service().clone().oneshot(upstream_req)).await;
+    let exchange = route.cluster.metrics().measure(Arc::clone(&endpoint.pool).send(upstream_req));
+    let result = tokio::time::timeout(timeout, exchange).await;
     match result {
         Err(_) => Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) => {

@@ -94,7 +94,10 @@ pub fn public_service(
         .layer(grpc_metrics)
         .service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+            // One allocation keeps every future above this one small: hyper
+            // moves the request's future into a task (HTTP/2) and each layer
+            // moves it into its own, so its size is copied several times.
+            Box::pin(async move { Ok::<_, Infallible>(gateway.handle(req).await) })
         })
 }
 

@@ -68,7 +68,13 @@ mod tests {
     use super::*;
 
     fn endpoints(n: u16) -> Vec<Arc<Endpoint>> {
-        (1..=n).map(|p| Endpoint::new(([127, 0, 0, 1], p).into())).collect()
+        let cfg = super::super::pool::PoolConfig {
+            protocol: crate::config::Protocol::Http1,
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_idle: 1,
+        };
+        (1..=n).map(|p| Endpoint::new(([127, 0, 0, 1], p).into(), cfg)).collect()
     }
 
     #[test]

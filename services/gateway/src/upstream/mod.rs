@@ -1,10 +1,11 @@
 //! Upstream clusters: a set of endpoints, a balancer that picks one, and a
-//! pooled HTTP/1 or HTTP/2 client per cluster.
+//! connection pool per endpoint (HTTP/1 or HTTP/2).
 //!
 //! The endpoint set is swapped atomically when DNS answers change, so the
 //! request path reads it without a lock.
 
 mod balance;
+pub mod pool;
 pub mod probe;
 mod resolve;
 mod set;
@@ -14,15 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use gatehouse_telemetry::upstream::UpstreamMetrics;
 use gatehouse_telemetry::{ClusterGauges, UpstreamMetricsLayer};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tower::Layer;
 
-use crate::body::RequestBody;
 use crate::config::{self, Balance, Protocol};
+use pool::{Pool, PoolConfig};
 
 pub use balance::EndpointGuard;
 pub use set::ClusterSet;
@@ -34,6 +30,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// `addr` as a URI authority, prepared once.
     pub authority: http::uri::Authority,
+    /// Connections to `addr`.
+    pub pool: Arc<Pool>,
     /// Requests (and their response bodies) in flight to this endpoint.
     in_flight: AtomicUsize,
     /// The last probe's verdict; endpoints start healthy so traffic flows
@@ -42,9 +40,10 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(addr: SocketAddr) -> Arc<Self> {
+    fn new(addr: SocketAddr, pool: PoolConfig) -> Arc<Self> {
         let authority = addr.to_string().parse().expect("a socket address is a valid authority");
-        Arc::new(Self { addr, authority, in_flight: AtomicUsize::new(0), healthy: AtomicBool::new(true) })
+        let pool = Arc::new(Pool::new(addr, pool));
+        Arc::new(Self { addr, authority, pool, in_flight: AtomicUsize::new(0), healthy: AtomicBool::new(true) })
     }
 
     fn load(&self) -> usize {
@@ -67,34 +66,21 @@ pub struct Cluster {
     balance: Balance,
     next: AtomicUsize,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
-    service: UpstreamService,
+    pool: PoolConfig,
+    metrics: UpstreamMetricsLayer,
     gauges: ClusterGauges,
 }
-
-/// The pooled client of a cluster, measured by the upstream RED layer.
-pub type UpstreamService = UpstreamMetrics<Client<HttpConnector, RequestBody>>;
 
 impl Cluster {
     /// Builds a cluster from config. Literal IP endpoints are usable at once;
     /// DNS names are filled in by [`Cluster::spawn_resolver`].
     pub fn new(name: &str, cfg: &config::Upstream) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout.0));
-        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout.0)
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_endpoint)
-            // The gateway sets Host itself; see `proxy::upstream_request`.
-            .set_host(false);
-        if cfg.protocol != Protocol::Http1 {
-            builder.http2_only(true);
-        }
-        let client = builder.build(connector);
+        let pool = PoolConfig {
+            protocol: cfg.protocol,
+            connect_timeout: cfg.connect_timeout.0,
+            idle_timeout: cfg.pool_idle_timeout.0,
+            max_idle: cfg.pool_max_idle_per_endpoint,
+        };
         let metrics = match cfg.protocol {
             Protocol::Grpc => UpstreamMetricsLayer::grpc(name),
             Protocol::Http1 | Protocol::Http2 => UpstreamMetricsLayer::http(name),
@@ -102,22 +88,27 @@ impl Cluster {
         let gauges = ClusterGauges::new(name);
         gauges.seed();
 
-        let literal: Vec<Arc<Endpoint>> =
-            cfg.endpoints.iter().filter_map(|ep| ep.parse::<SocketAddr>().ok()).map(Endpoint::new).collect();
+        let literal: Vec<Arc<Endpoint>> = cfg
+            .endpoints
+            .iter()
+            .filter_map(|ep| ep.parse::<SocketAddr>().ok())
+            .map(|addr| Endpoint::new(addr, pool))
+            .collect();
         Arc::new(Self {
             name: name.into(),
             protocol: cfg.protocol,
             balance: cfg.balance,
             next: AtomicUsize::new(0),
             endpoints: ArcSwap::from_pointee(literal),
-            service: metrics.layer(client),
+            pool,
+            metrics,
             gauges,
         })
     }
 
-    /// The pooled, measured client for this cluster.
-    pub fn service(&self) -> &UpstreamService {
-        &self.service
+    /// The cluster's upstream RED metrics.
+    pub fn metrics(&self) -> &UpstreamMetricsLayer {
+        &self.metrics
     }
 
     /// The cluster's endpoint and breaker gauges.
@@ -148,7 +139,9 @@ impl Cluster {
         // Keep existing endpoints (and their load counters) that are still there.
         let next: Vec<Arc<Endpoint>> = addrs
             .into_iter()
-            .map(|addr| current.iter().find(|e| e.addr == addr).cloned().unwrap_or_else(|| Endpoint::new(addr)))
+            .map(|addr| {
+                current.iter().find(|e| e.addr == addr).cloned().unwrap_or_else(|| Endpoint::new(addr, self.pool))
+            })
             .collect();
         let changed = next.len() != current.len() || next.iter().zip(current.iter()).any(|(a, b)| a.addr != b.addr);
         if changed {

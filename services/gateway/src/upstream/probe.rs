@@ -51,6 +51,7 @@ pub async fn probe_once(cluster: &Cluster, connect_timeout: Duration) -> ProbeRe
         let ok =
             matches!(tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(ep.addr)).await, Ok(Ok(_)));
         let was = ep.healthy.swap(ok, Ordering::Relaxed);
+        ep.pool.sweep();
         if was != ok {
             tracing::info!(upstream = %cluster.name, endpoint = %ep.addr, healthy = ok, "endpoint health changed");
         }
