@@ -32,16 +32,30 @@ pub const CLIENT_CLOSED: u16 = 499;
 /// The `code` of a request the inner service failed without a response.
 const NO_RESPONSE: u16 = 500;
 
+/// Finds a request's [`RouteLabel`] in its extensions.
+pub type RouteOf = fn(&http::Extensions) -> Option<&RouteLabel>;
+
 /// Adds [`HttpMetrics`] to a service.
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer {
     unmatched: RouteLabel,
+    route_of: RouteOf,
 }
 
 impl HttpMetricsLayer {
-    /// Builds the layer and the `route="unmatched"` handles.
+    /// Builds the layer and the `route="unmatched"` handles. The request's
+    /// route is read from a [`RouteLabel`] extension.
     pub fn new() -> Self {
-        Self { unmatched: RouteLabel::new(UNMATCHED) }
+        Self { unmatched: RouteLabel::new(UNMATCHED), route_of: |ext| ext.get::<RouteLabel>() }
+    }
+
+    /// Reads the route from wherever the application keeps it, so an
+    /// application that already carries one request-metadata extension does
+    /// not pay for a second one.
+    #[must_use]
+    pub fn route_from(mut self, route_of: RouteOf) -> Self {
+        self.route_of = route_of;
+        self
     }
 }
 
@@ -55,7 +69,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics { inner, unmatched: self.unmatched.clone() }
+        HttpMetrics { inner, unmatched: self.unmatched.clone(), route_of: self.route_of }
     }
 }
 
@@ -64,6 +78,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
 pub struct HttpMetrics<S> {
     inner: S,
     unmatched: RouteLabel,
+    route_of: RouteOf,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpMetrics<S>
@@ -80,7 +95,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let call = (!is_grpc(req.headers())).then(|| {
-            let route = req.extensions().get::<RouteLabel>().unwrap_or(&self.unmatched).clone();
+            let route = (self.route_of)(req.extensions()).unwrap_or(&self.unmatched).clone();
             route.started();
             Call { route, method: method_index(req.method()), start: Instant::now(), code: CLIENT_CLOSED }
         });

@@ -31,8 +31,8 @@ use tower::{Service, ServiceExt};
 
 use crate::access_log;
 use crate::config::Limits;
-use crate::stack::ClientAddr;
 use crate::stack::PublicBody;
+use crate::stack::{ClientAddr, RequestMeta};
 
 /// Accepts connections until `shutdown` turns true, then asks every
 /// connection to finish gracefully and returns once all have closed.
@@ -130,7 +130,7 @@ async fn serve_connection<S>(
     let svc_activity = Arc::clone(&activity);
     let svc = hyper::service::service_fn(move |mut req| {
         let guard = InFlight::enter(Arc::clone(&svc_activity));
-        req.extensions_mut().insert(client.clone());
+        RequestMeta::of(&mut req).client = Some(client.clone());
         let call = stack.clone().oneshot(req);
         async move {
             let res = call.await?;

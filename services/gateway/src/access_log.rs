@@ -21,7 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use crate::error::GatewayError;
-use crate::stack::{ClientAddr, MatchedRoute, RequestId, is_grpc};
+use crate::stack::{RequestMeta, is_grpc};
 
 /// The authenticated principal; set by the auth stage on responses.
 #[derive(Clone, Debug)]
@@ -71,7 +71,8 @@ struct Entry {
     /// The matched route's cluster.
     upstream: Option<Arc<str>>,
     client_ip: Option<HeaderValue>,
-    bytes_in: Arc<AtomicU64>,
+    /// `None` when the request came without a body (most GETs): nothing to count.
+    bytes_in: Option<Arc<AtomicU64>>,
     sink: Option<LineSink>,
 }
 
@@ -101,22 +102,23 @@ where
         } else {
             "http1"
         };
-        let ext = req.extensions();
-        let bytes_in = Arc::new(AtomicU64::new(0));
+        let meta = req.extensions().get::<RequestMeta>();
+        let route = meta.and_then(|m| m.route.as_deref());
+        let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         let entry = Entry {
             start: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
             protocol,
-            request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
+            request_id: meta.and_then(|m| m.id.clone()),
             trace_id: req.headers().get("traceparent").and_then(trace_id),
-            route: ext.get::<RouteLabel>().cloned(),
-            upstream: ext.get::<MatchedRoute>().map(|m| Arc::clone(&m.0.cluster.name)),
-            client_ip: ext.get::<ClientAddr>().map(|c| c.ip.clone()),
-            bytes_in: Arc::clone(&bytes_in),
+            route: route.map(|r| r.label.clone()),
+            upstream: route.map(|r| Arc::clone(&r.cluster.name)),
+            client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
+            bytes_in: bytes_in.clone(),
             sink: self.sink.clone(),
         };
-        let req = req.map(|inner| CountBody { inner, bytes: Some(bytes_in) });
+        let req = req.map(|inner| CountBody { inner, bytes: bytes_in });
         ResponseFuture { inner: self.inner.call(req), entry: Some(entry) }
     }
 }
@@ -223,7 +225,7 @@ impl Line {
             grpc_code: grpc_code.map(GrpcCode::as_str),
             upstream: e.upstream.as_deref(),
             elapsed: e.start.elapsed(),
-            bytes_in: e.bytes_in.load(Ordering::Relaxed),
+            bytes_in: e.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
             client_ip: e.client_ip.as_ref().and_then(|v| v.to_str().ok()),
             error_type,
@@ -260,31 +262,52 @@ impl Fields<'_> {
     /// same shape the subscriber writes, without tracing's dispatch and
     /// per-field visitor.
     fn write_to(&self, sink: &LineSink) {
+        thread_local! {
+            // One line buffer per thread, reused: no allocation per line.
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut out) => {
+                out.clear();
+                self.render(&mut out);
+                sink.write_line(&out);
+                if out.capacity() > 64 * 1024 {
+                    // A huge path once must not pin a huge buffer.
+                    *out = String::new();
+                }
+            }
+            Err(_) => {
+                let mut out = String::with_capacity(512);
+                self.render(&mut out);
+                sink.write_line(&out);
+            }
+        });
+    }
+
+    fn render(&self, out: &mut String) {
         use gatehouse_telemetry::logging::{begin_line, end_line, millis_field, str_field, uint_field};
-        let mut out = String::with_capacity(512);
-        begin_line(&mut out, &tracing::Level::INFO, "access", "request");
+        begin_line(out, &tracing::Level::INFO, "access", "request");
         let optional = |out: &mut String, key: &str, v: Option<&str>| {
             if let Some(v) = v {
                 str_field(out, key, v);
             }
         };
-        optional(&mut out, "request_id", self.request_id);
-        optional(&mut out, "trace_id", self.trace_id);
-        optional(&mut out, "identity_id", self.identity_id);
-        str_field(&mut out, "method", self.method);
-        str_field(&mut out, "path", self.path);
-        str_field(&mut out, "route", self.route);
-        str_field(&mut out, "protocol", self.protocol);
-        uint_field(&mut out, "status", u64::from(self.status));
-        optional(&mut out, "grpc_code", self.grpc_code);
-        optional(&mut out, "upstream", self.upstream);
-        millis_field(&mut out, "duration_ms", self.elapsed);
-        uint_field(&mut out, "bytes_in", self.bytes_in);
-        uint_field(&mut out, "bytes_out", self.bytes_out);
-        optional(&mut out, "client_ip", self.client_ip);
-        optional(&mut out, "error_type", self.error_type);
-        end_line(&mut out);
-        sink.write_line(&out);
+        optional(out, "request_id", self.request_id);
+        optional(out, "trace_id", self.trace_id);
+        optional(out, "identity_id", self.identity_id);
+        str_field(out, "method", self.method);
+        str_field(out, "path", self.path);
+        str_field(out, "route", self.route);
+        str_field(out, "protocol", self.protocol);
+        uint_field(out, "status", u64::from(self.status));
+        optional(out, "grpc_code", self.grpc_code);
+        optional(out, "upstream", self.upstream);
+        millis_field(out, "duration_ms", self.elapsed);
+        uint_field(out, "bytes_in", self.bytes_in);
+        uint_field(out, "bytes_out", self.bytes_out);
+        optional(out, "client_ip", self.client_ip);
+        optional(out, "error_type", self.error_type);
+        end_line(out);
     }
 
     /// Through tracing: text format, tests, no sink.

@@ -16,7 +16,7 @@ use crate::error::GatewayError;
 use crate::headers::strip_hop_by_hop;
 use crate::request_id::X_REQUEST_ID;
 use crate::router::Route;
-use crate::stack::ClientAddr;
+use crate::stack::RequestMeta;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -77,7 +77,7 @@ where
         }
     }
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-    if let Some(client) = parts.extensions.get::<ClientAddr>() {
+    if let Some(client) = parts.extensions.get::<RequestMeta>().and_then(|m| m.client.as_ref()) {
         append_forwarded_for(&mut parts.headers, &client.ip);
     }
     parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));

@@ -62,18 +62,37 @@ impl ClientAddr {
     }
 }
 
-/// The request's id, set by the request-id stage.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub HeaderValue);
+/// What the gateway knows of a request before it goes upstream, in one
+/// extension (one allocation) filled in by the stages in turn: the accept
+/// stage sets the client, the request-id stage the id, the route stage the
+/// route.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    /// The client's address; `None` only for requests that did not come
+    /// through the accept stage.
+    pub client: Option<ClientAddr>,
+    /// The request's id (`x-request-id`, kept or generated).
+    pub id: Option<HeaderValue>,
+    /// The route that takes the request: the route of the config in force
+    /// when the request arrived, even if a reload swaps the table while the
+    /// request is in flight.
+    pub route: Option<Arc<Route>>,
+}
+
+impl RequestMeta {
+    /// The request's metadata, created empty if no stage has set any yet.
+    pub fn of<B>(req: &mut Request<B>) -> &mut Self {
+        req.extensions_mut().get_or_insert_default::<Self>()
+    }
+
+    /// The route's metric label, for the HTTP RED layer.
+    pub fn route_label(ext: &http::Extensions) -> Option<&gatehouse_telemetry::RouteLabel> {
+        ext.get::<Self>()?.route.as_deref().map(|r| &r.label)
+    }
+}
 
 /// The response body the public listener sends.
 pub type PublicBody = LogBody<http_metrics::ResponseBody<grpc_metrics::ResponseBody<GatewayBody>>>;
-
-/// The route that takes the request, set by the route stage. It is the
-/// route of the config in force when the request arrived, even if a reload
-/// swaps the table while the request is in flight.
-#[derive(Clone, Debug)]
-pub struct MatchedRoute(pub Arc<Route>);
 
 /// Builds the public listener's service: every stage in request order.
 pub fn public_service(
@@ -90,7 +109,7 @@ pub fn public_service(
         .map_request(move |req| router.annotate_route(req))
         .layer(access_log)
         // HTTP and gRPC RED metrics each pass the other's requests through.
-        .layer(HttpMetricsLayer::new())
+        .layer(HttpMetricsLayer::new().route_from(RequestMeta::route_label))
         .layer(grpc_metrics)
         .service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
@@ -103,7 +122,7 @@ pub fn public_service(
 
 fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
     let id = request_id(req.headers());
-    req.extensions_mut().insert(RequestId(id));
+    RequestMeta::of(&mut req).id = Some(id);
     req
 }
 
@@ -129,11 +148,8 @@ impl Gateway {
 
     fn annotate_route<B>(&self, mut req: Request<B>) -> Request<B> {
         let router = self.router.load();
-        if let Some(route) = router.find(&req) {
-            let (route, label) = (Arc::clone(route), route.label.clone());
-            let ext = req.extensions_mut();
-            ext.insert(MatchedRoute(route));
-            ext.insert(label);
+        if let Some(route) = router.find(&req).map(Arc::clone) {
+            RequestMeta::of(&mut req).route = Some(route);
         }
         req
     }
@@ -145,9 +161,10 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let id = req.extensions().get::<RequestId>().map_or_else(|| request_id(req.headers()), |r| r.0.clone());
+        let meta = req.extensions().get::<RequestMeta>();
+        let id = meta.and_then(|m| m.id.clone()).unwrap_or_else(|| request_id(req.headers()));
+        let route = meta.and_then(|m| m.route.clone());
         let grpc = is_grpc(&req);
-        let route = req.extensions().get::<MatchedRoute>().map(|m| Arc::clone(&m.0));
         let mut identity = None;
         let result = match (hygiene::check(&req, self.limits), &route) {
             (Err(e), _) => Err(e),
