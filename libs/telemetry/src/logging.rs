@@ -78,10 +78,11 @@ pub fn begin_line(out: &mut String, level: &tracing::Level, target: &str, msg: &
     out.push_str(level_name(level));
     out.push_str("\",\"service\":\"");
     out.push_str(SERVICE);
-    out.push_str("\",\"target\":");
-    let _ = write_json_str(out, target);
-    out.push_str(",\"msg\":");
-    let _ = write_json_str(out, msg);
+    out.push_str("\",\"target\":\"");
+    push_escaped(out, target);
+    out.push_str("\",\"msg\":\"");
+    push_escaped(out, msg);
+    out.push('"');
 }
 
 /// Appends `time` as RFC 3339 UTC with milliseconds. The date and time up
@@ -135,9 +136,7 @@ fn push_u64(out: &mut String, mut n: u64) {
 
 /// Appends `,"key":N` for an unsigned integer.
 pub fn uint_field(out: &mut String, key: &str, value: u64) {
-    out.push_str(",\"");
-    out.push_str(key);
-    out.push_str("\":");
+    push_key(out, key);
     push_u64(out, value);
 }
 
@@ -145,20 +144,54 @@ pub fn uint_field(out: &mut String, key: &str, value: u64) {
 /// precision, formatted with integer arithmetic.
 pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    out.push_str(",\"");
-    out.push_str(key);
-    out.push_str("\":");
+    push_key(out, key);
     push_u64(out, micros / 1000);
-    out.push('.');
-    push_padded(out, (micros % 1000) as u32, 3);
+    let frac = micros % 1000;
+    let digits = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+    out.push_str(std::str::from_utf8(&digits).unwrap_or(".000"));
 }
 
 /// Appends `,"key":"value"` with the value escaped.
 pub fn str_field(out: &mut String, key: &str, value: &str) {
+    out.reserve(key.len() + value.len() + 6);
+    push_key(out, key);
+    out.push('"');
+    push_escaped(out, value);
+    out.push('"');
+}
+
+/// Appends `,"key":`.
+fn push_key(out: &mut String, key: &str) {
     out.push_str(",\"");
     out.push_str(key);
     out.push_str("\":");
-    let _ = write_json_str(out, value);
+}
+
+/// Appends `s` escaped for the inside of a JSON string, in one pass that
+/// copies unescaped runs whole.
+fn push_escaped(out: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let u = [b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+            out.push_str(std::str::from_utf8(&u).unwrap_or(""));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
 }
 
 /// Closes a line begun with [`begin_line`].
@@ -335,6 +368,18 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
         assert_eq!(v, "a\"b\\c\nd\u{1}é");
+
+        // The access-line writer's escaping agrees with serde_json on every
+        // control character, quotes, backslashes and multi-byte text.
+        let mut nasty: String = (0u8..0x20).map(char::from).collect();
+        nasty.push_str("\"\\/é€😀\u{7f}end");
+        for value in [nasty.as_str(), "", "plain", "\"", "\\\\"] {
+            let mut out = String::from("{\"x\":1");
+            str_field(&mut out, "v", value);
+            end_line(&mut out);
+            let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+            assert_eq!(v["v"], value, "{out}");
+        }
     }
 
     #[test]
