@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::proxy::Proxy;
-use common::{TestDb, socket_addr, with_authority, within};
+use common::{TestDb, within};
 use gatehouse_store::{
     AuthOutcome, Backend, CacheSync, NewAuditEvent, NewKey, Outcome, Store, StoreError, StoreOptions,
 };
+use gatehouse_test_support::TcpProxy;
 
 backend_tests!(cache_serves_after_pool_closes);
 
@@ -52,14 +52,14 @@ async fn postgres_outage_and_recovery() {
 /// One replica reaches PostgreSQL through a proxy that the test cuts and
 /// restores; the other (`store`) keeps direct access throughout.
 async fn outage_and_recovery(store: Store, db: TestDb) {
-    let proxy = Proxy::start(socket_addr(db.url())).await;
+    let proxy = TcpProxy::start(db.server_addr()).await;
     let opts = StoreOptions {
         max_connections: 2,
         acquire_timeout: Duration::from_millis(500),
         ping_timeout: Duration::from_millis(500),
         ..StoreOptions::default()
     };
-    let cut = Store::connect(&with_authority(db.url(), proxy.addr()), opts).await.expect("connect through proxy");
+    let cut = Store::connect(&db.url_via(proxy.addr()), opts).await.expect("connect through proxy");
     let created = store.create_key("admin", key("svc-a")).await.expect("create");
     let sync = CacheSync {
         poll_interval: Duration::from_millis(200),
@@ -69,7 +69,7 @@ async fn outage_and_recovery(store: Store, db: TestDb) {
     let cache = cut.key_cache(sync).await.expect("cache through proxy");
     assert!(matches!(cache.authenticate(created.key.expose()), AuthOutcome::Ok(_)));
 
-    proxy.down();
+    proxy.cut();
     assert_unavailable("create while down", cut.create_key("admin", key("svc-b")).await);
     assert_unavailable("ping while down", cut.ping().await);
     assert!(matches!(cache.authenticate(created.key.expose()), AuthOutcome::Ok(_)), "cache serves while down");
@@ -79,7 +79,7 @@ async fn outage_and_recovery(store: Store, db: TestDb) {
     // Revoked elsewhere while this replica cannot hear about it.
     store.revoke_key("admin", &created.info.id).await.expect("revoke directly");
 
-    proxy.up().await;
+    proxy.restore().await;
     let seen =
         within(Duration::from_secs(5), || cache.authenticate(created.key.expose()) == AuthOutcome::Revoked).await;
     assert!(seen.is_some(), "revocation caught up after recovery: {:?}", cache.status());

@@ -66,7 +66,7 @@ impl TestDatabase {
         Self { backend: Backend::Sqlite, url, cleanup: Cleanup::Dir(dir) }
     }
 
-    /// A fresh, empty PostgreSQL database `gatehouse_e2e_<random>`, or `None`
+    /// A fresh, empty PostgreSQL database `gatehouse_test_<random>`, or `None`
     /// when PostgreSQL is unreachable and not required (see the module docs).
     pub async fn postgres() -> Option<Self> {
         let admin_url = std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
@@ -84,7 +84,7 @@ impl TestDatabase {
                 redact(&admin_url)
             ),
         };
-        let name = format!("gatehouse_e2e_{:016x}", random_u64());
+        let name = format!("gatehouse_test_{:016x}", random_u64());
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await

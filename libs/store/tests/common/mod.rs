@@ -1,27 +1,21 @@
 //! Runs every store test against both databases.
 //!
-//! SQLite: a fresh file in a temporary directory per test. PostgreSQL: a
-//! fresh database per test (`gatehouse_test_<random>`), created through the
-//! maintenance database at `GATEHOUSE_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
-//! An unreachable PostgreSQL skips the test with a `SKIPPED:` line, unless
-//! `CI=true` or `GATEHOUSE_REQUIRE_POSTGRES=1`, where it fails.
+//! The databases come from `gatehouse-test-support` (the same helper the
+//! gateway's black-box tests use): SQLite, a fresh file in a temporary
+//! directory per test; PostgreSQL, a fresh database per test, created
+//! through the maintenance database at `GATEHOUSE_TEST_POSTGRES_URL` and
+//! dropped afterwards, also when the test panics. An unreachable PostgreSQL
+//! skips the test with a `SKIPPED:` line, unless `CI=true` or
+//! `GATEHOUSE_REQUIRE_POSTGRES=1`, where it fails.
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod proxy;
-
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use gatehouse_store::{Backend, Store, StoreOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tempfile::TempDir;
-
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use gatehouse_test_support::TestDatabase;
 
 /// Generates `sqlite::NAME` and `postgres::NAME` tests, each calling the
 /// async fn `NAME(store: Store, db: TestDb)` of the enclosing module.
@@ -47,59 +41,23 @@ macro_rules! backend_tests {
     };
 }
 
-/// The database of one test. Cloning shares it.
+/// The database of one test. Cloning shares it; it is removed when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct TestDb(Arc<Inner>);
 
 struct Inner {
     backend: Backend,
-    url: String,
-    _dir: Option<TempDir>,
-    postgres: Option<(String, String)>,
+    db: TestDatabase,
 }
 
 impl TestDb {
     async fn create(backend: Backend) -> Option<Self> {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temporary directory");
-                let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
-                Some(Self(Arc::new(Inner { backend, url, _dir: Some(dir), postgres: None })))
-            }
-            Backend::Postgres => {
-                let admin =
-                    std::env::var("GATEHOUSE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-                let mut conn = match connect_admin(&admin).await {
-                    Ok(conn) => conn,
-                    Err(err) if !postgres_required() => {
-                        // Written to the stream directly, past the test harness's
-                        // output capture, so the skip shows in every run.
-                        let line = format!("SKIPPED: PostgreSQL not reachable at {}: {err}\n", redact(&admin));
-                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-                        return None;
-                    }
-                    Err(err) => panic!("PostgreSQL required (CI) but not reachable at {}: {err}", redact(&admin)),
-                };
-                let name = format!("gatehouse_test_{:016x}", fastrand::u64(..));
-                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("CREATE DATABASE");
-                let url = with_database(&admin, &name);
-                Some(Self(Arc::new(Inner { backend, url, _dir: None, postgres: Some((admin, name)) })))
-            }
-        }
-    }
-
-    async fn drop_database(&self) {
-        if let Some((admin, name)) = &self.0.postgres {
-            if let Ok(mut conn) = connect_admin(admin).await {
-                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                if let Err(err) = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut conn).await {
-                    eprintln!("could not drop test database {name}: {err}");
-                }
-            }
-        }
+        let db = match backend {
+            Backend::Sqlite => TestDatabase::sqlite(),
+            Backend::Postgres => TestDatabase::postgres().await?,
+        };
+        Some(Self(Arc::new(Inner { backend, db })))
     }
 
     pub fn backend(&self) -> Backend {
@@ -107,7 +65,17 @@ impl TestDb {
     }
 
     pub fn url(&self) -> &str {
-        &self.0.url
+        self.0.db.url()
+    }
+
+    /// The database's URL through a TCP proxy at `addr`.
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        self.0.db.url_via(addr)
+    }
+
+    /// Where the PostgreSQL server listens.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        self.0.db.server_addr()
     }
 
     /// Another store on the same database, as a second replica would open it.
@@ -137,8 +105,8 @@ impl TestDb {
     }
 }
 
-/// Runs `test` on a fresh database of `backend`, then drops the database,
-/// also when the test panics.
+/// Runs `test` on a fresh database of `backend`; the database is dropped
+/// with the last [`TestDb`], also when the test panics.
 pub async fn run<F, Fut>(backend: Backend, test: F)
 where
     F: FnOnce(Store, TestDb) -> Fut,
@@ -148,11 +116,7 @@ where
         return;
     };
     let store = db.store().await;
-    let outcome = AssertUnwindSafe(test(store, db.clone())).catch_unwind().await;
-    db.drop_database().await;
-    if let Err(panic) = outcome {
-        resume_unwind(panic);
-    }
+    test(store, db).await;
 }
 
 /// Polls `check` every 10 ms until it holds or `limit` passes; returns how
@@ -168,60 +132,4 @@ pub async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn connect_admin(url: &str) -> Result<PgConnection, sqlx::Error> {
-    match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(url)).await {
-        Ok(result) => result,
-        Err(_) => Err(sqlx::Error::PoolTimedOut),
-    }
-}
-
-fn postgres_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("GATEHOUSE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
-}
-
-/// `url` with its database path replaced by `name`, query string kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{name}", &base[..authority_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-/// `url` with host and port replaced, for connecting through a proxy.
-pub fn with_authority(url: &str, addr: std::net::SocketAddr) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let userinfo = authority.rsplit_once('@').map_or(String::new(), |(u, _)| format!("{u}@"));
-    format!("{}{userinfo}{addr}{}", &url[..scheme_end], &url[authority_end..])
-}
-
-/// Hides a password in a URL before printing it.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
-            let user = url[s + 3..at].split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// The host and port a database URL points at.
-pub fn socket_addr(url: &str) -> std::net::SocketAddr {
-    use std::net::ToSocketAddrs;
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
-    host_port.to_socket_addrs().expect("resolve database address").next().expect("one address")
 }
