@@ -153,7 +153,6 @@ pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
 
 /// Appends `,"key":"value"` with the value escaped.
 pub fn str_field(out: &mut String, key: &str, value: &str) {
-    out.reserve(key.len() + value.len() + 6);
     push_key(out, key);
     out.push('"');
     push_escaped(out, value);
@@ -167,9 +166,25 @@ fn push_key(out: &mut String, key: &str) {
     out.push_str("\":");
 }
 
-/// Appends `s` escaped for the inside of a JSON string, in one pass that
-/// copies unescaped runs whole.
+/// Appends `s` escaped for the inside of a JSON string. Most values (paths,
+/// ids, names) need no escaping: one scan the compiler vectorises, one copy.
 fn push_escaped(out: &mut String, s: &str) {
+    /// Bytes JSON requires escaped inside a string: controls, `"` and `\`.
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+        out.push_str(s);
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
