@@ -171,7 +171,7 @@ pub const AUTHORIZATION_CHECK_LATENCY: Metric = def(
     Histogram(Internal),
     Unit::Seconds,
     &[],
-    "Time to authenticate and authorize one request.",
+    "Time to authenticate and authorize one request that needs or presents a key.",
 );
 /// `gateway_db_pool_connections{state}`
 pub const DB_POOL_CONNECTIONS: Metric = def(
