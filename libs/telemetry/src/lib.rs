@@ -16,7 +16,8 @@
 //!   requests through, so their order does not matter.
 //! - The request's [`RouteLabel`] must be in its extensions before
 //!   [`HttpMetrics`] sees it (in-flight is counted per route from the
-//!   start), so route matching, which has no side effects, runs before the
+//!   start), as an extension of its own or inside the application's own
+//!   request metadata ([`HttpMetricsLayer::route_from`]), so route matching, which has no side effects, runs before the
 //!   metrics layer and later stages act on its result.
 //! - [`UpstreamMetricsLayer`] wraps each cluster's client, inside retries
 //!   and the circuit breaker so every attempt is counted. It inserts

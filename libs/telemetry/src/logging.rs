@@ -166,47 +166,10 @@ fn push_key(out: &mut String, key: &str) {
     out.push_str("\":");
 }
 
-/// Appends `s` escaped for the inside of a JSON string. Most values (paths,
-/// ids, names) need no escaping: one scan the compiler vectorises, one copy.
+/// Appends `s` escaped for the inside of a JSON string.
 fn push_escaped(out: &mut String, s: &str) {
-    /// Bytes JSON requires escaped inside a string: controls, `"` and `\`.
-    const ESCAPED: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut b = 0;
-        while b < 0x20 {
-            t[b] = true;
-            b += 1;
-        }
-        t[b'"' as usize] = true;
-        t[b'\\' as usize] = true;
-        t
-    };
-    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
-        out.push_str(s);
-        return;
-    }
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let u = [b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
-            out.push_str(std::str::from_utf8(&u).unwrap_or(""));
-        } else {
-            out.push_str(escape);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
+    // Writing to a String cannot fail.
+    let _ = write_escaped(out, s);
 }
 
 /// Closes a line begun with [`begin_line`].
@@ -258,32 +221,49 @@ fn level_name(level: &tracing::Level) -> &'static str {
 /// Writes `s` as a JSON string, escaping what RFC 8259 requires.
 pub fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
     out.write_char('"')?;
-    // Most values (paths, ids, names) need no escaping: one byte scan, one copy.
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        out.write_str(s)?;
-        return out.write_char('"');
+    write_escaped(out, s)?;
+    out.write_char('"')
+}
+
+/// Writes `s` escaped for the inside of a JSON string: `"`, `\` and control
+/// characters. Most values (paths, ids, names) need no escaping: one table
+/// lookup per byte, then one copy.
+fn write_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+        return out.write_str(s);
     }
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escape = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 => "",
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
             _ => continue,
         };
+        // Escaped bytes are ASCII, so `i` is always a char boundary.
         out.write_str(&s[start..i])?;
         if escape.is_empty() {
-            write!(out, "\\u{:04x}", c as u32)?;
+            write!(out, "\\u{b:04x}")?;
         } else {
             out.write_str(escape)?;
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
-    out.write_str(&s[start..])?;
-    out.write_char('"')
+    out.write_str(&s[start..])
 }
 
 /// Writes an event's fields as `,"name":value`; tracing's `message`

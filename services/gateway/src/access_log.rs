@@ -266,20 +266,14 @@ impl Fields<'_> {
             // One line buffer per thread, reused: no allocation per line.
             static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut out) => {
-                out.clear();
-                self.render(&mut out);
-                sink.write_line(&out);
-                if out.capacity() > 64 * 1024 {
-                    // A huge path once must not pin a huge buffer.
-                    *out = String::new();
-                }
-            }
-            Err(_) => {
-                let mut out = String::with_capacity(512);
-                self.render(&mut out);
-                sink.write_line(&out);
+        // Rendering logs nothing, so the buffer is never borrowed twice.
+        LINE.with_borrow_mut(|out| {
+            out.clear();
+            self.render(out);
+            sink.write_line(out);
+            if out.capacity() > 64 * 1024 {
+                // A huge path once must not pin a huge buffer.
+                *out = String::new();
             }
         });
     }
