@@ -72,17 +72,31 @@ impl LineSink {
 /// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`.
 /// The caller appends `,"key":value` pairs and then [`end_line`].
 pub fn begin_line(out: &mut String, level: &tracing::Level, target: &str, msg: &str) {
-    out.push_str("{\"time\":\"");
-    push_timestamp(out, SystemTime::now());
+    begin_line_with(out, &line_prefix(level, target, msg));
+}
+
+/// Everything of a line's start after the time, for a fixed level, target
+/// and message: rendered once by a writer that starts many such lines with
+/// [`begin_line_with`].
+pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
+    let mut out = String::with_capacity(64 + target.len() + msg.len());
     out.push_str("\",\"level\":\"");
     out.push_str(level_name(level));
     out.push_str("\",\"service\":\"");
     out.push_str(SERVICE);
     out.push_str("\",\"target\":\"");
-    push_escaped(out, target);
+    push_escaped(&mut out, target);
     out.push_str("\",\"msg\":\"");
-    push_escaped(out, msg);
+    push_escaped(&mut out, msg);
     out.push('"');
+    out
+}
+
+/// Starts a line: the time, then a [`line_prefix`].
+pub fn begin_line_with(out: &mut String, prefix: &str) {
+    out.push_str("{\"time\":\"");
+    push_timestamp(out, SystemTime::now());
+    out.push_str(prefix);
 }
 
 /// Appends `time` as RFC 3339 UTC with milliseconds. The date and time up
@@ -105,33 +119,19 @@ fn push_timestamp(out: &mut String, now: SystemTime) {
         }
         out.push_str(&cached.1);
     });
-    out.push('.');
-    push_padded(out, millis, 3);
+    push_dot_three_digits(out, millis);
     out.push('Z');
 }
 
-/// Appends `n` with at least `width` digits, zero-padded.
-fn push_padded(out: &mut String, n: u32, width: usize) {
-    let digits = n.checked_ilog10().map_or(1, |d| d as usize + 1);
-    for _ in digits..width {
-        out.push('0');
-    }
-    push_u64(out, u64::from(n));
+/// Appends `.NNN`: `n` (below 1000) as three digits after a dot.
+fn push_dot_three_digits(out: &mut String, n: u32) {
+    let digits = [b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    out.push_str(std::str::from_utf8(&digits).unwrap_or(".000"));
 }
 
 /// Appends the decimal digits of `n` without going through `fmt`.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Appends `,"key":N` for an unsigned integer.
@@ -146,9 +146,7 @@ pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     push_key(out, key);
     push_u64(out, micros / 1000);
-    let frac = micros % 1000;
-    let digits = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-    out.push_str(std::str::from_utf8(&digits).unwrap_or(".000"));
+    push_dot_three_digits(out, (micros % 1000) as u32);
 }
 
 /// Appends `,"key":"value"` with the value escaped.
@@ -156,6 +154,18 @@ pub fn str_field(out: &mut String, key: &str, value: &str) {
     push_key(out, key);
     out.push('"');
     push_escaped(out, value);
+    out.push('"');
+}
+
+/// Appends `,"key":"value"` for a value known to need no escaping: names
+/// the config validated to letters, digits, `-`, `_` and `.`, HTTP method
+/// tokens, IP addresses, fixed strings. Saves the per-byte scan of
+/// [`str_field`] on the request path.
+pub fn plain_str_field(out: &mut String, key: &str, value: &str) {
+    debug_assert!(!value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'), "{key} value {value:?} needs escaping");
+    push_key(out, key);
+    out.push('"');
+    out.push_str(value);
     out.push('"');
 }
 

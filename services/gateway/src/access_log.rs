@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -111,7 +111,7 @@ where
             uri: req.uri().clone(),
             protocol,
             request_id: meta.and_then(|m| m.id.clone()),
-            trace_id: req.headers().get("traceparent").and_then(trace_id),
+            trace_id: req.headers().get(&TRACEPARENT).and_then(trace_id),
             route: route.map(|r| r.label.clone()),
             upstream: route.map(|r| Arc::clone(&r.cluster.name)),
             client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
@@ -122,6 +122,10 @@ where
         ResponseFuture { inner: self.inner.call(req), entry: Some(entry) }
     }
 }
+
+/// W3C trace context; a constant name skips parsing and validating the
+/// name on every lookup.
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// `traceparent` is `version-traceid-parentid-flags`; the trace id is the
 /// 32 hex digits after the first dash.
@@ -279,28 +283,45 @@ impl Fields<'_> {
     }
 
     fn render(&self, out: &mut String) {
-        use gatehouse_telemetry::logging::{begin_line, end_line, millis_field, str_field, uint_field};
-        begin_line(out, &tracing::Level::INFO, "access", "request");
-        let optional = |out: &mut String, key: &str, v: Option<&str>| {
-            if let Some(v) = v {
-                str_field(out, key, v);
-            }
+        use gatehouse_telemetry::logging::{
+            begin_line_with, end_line, millis_field, plain_str_field, str_field, uint_field,
         };
-        optional(out, "request_id", self.request_id);
-        optional(out, "trace_id", self.trace_id);
-        optional(out, "identity_id", self.identity_id);
-        str_field(out, "method", self.method);
+        // Level, service, target and message never change: rendered once.
+        static PREFIX: LazyLock<String> =
+            LazyLock::new(|| gatehouse_telemetry::logging::line_prefix(&tracing::Level::INFO, "access", "request"));
+        begin_line_with(out, &PREFIX);
+        // Only the request id, the identity and the path can hold what a
+        // client chose; every other value is a method token, a name the
+        // config validated, a fixed string, hex digits or an IP address.
+        if let Some(v) = self.request_id {
+            str_field(out, "request_id", v);
+        }
+        if let Some(v) = self.trace_id {
+            plain_str_field(out, "trace_id", v);
+        }
+        if let Some(v) = self.identity_id {
+            str_field(out, "identity_id", v);
+        }
+        plain_str_field(out, "method", self.method);
         str_field(out, "path", self.path);
-        str_field(out, "route", self.route);
-        str_field(out, "protocol", self.protocol);
+        plain_str_field(out, "route", self.route);
+        plain_str_field(out, "protocol", self.protocol);
         uint_field(out, "status", u64::from(self.status));
-        optional(out, "grpc_code", self.grpc_code);
-        optional(out, "upstream", self.upstream);
+        if let Some(v) = self.grpc_code {
+            plain_str_field(out, "grpc_code", v);
+        }
+        if let Some(v) = self.upstream {
+            plain_str_field(out, "upstream", v);
+        }
         millis_field(out, "duration_ms", self.elapsed);
         uint_field(out, "bytes_in", self.bytes_in);
         uint_field(out, "bytes_out", self.bytes_out);
-        optional(out, "client_ip", self.client_ip);
-        optional(out, "error_type", self.error_type);
+        if let Some(v) = self.client_ip {
+            plain_str_field(out, "client_ip", v);
+        }
+        if let Some(v) = self.error_type {
+            plain_str_field(out, "error_type", v);
+        }
         end_line(out);
     }
 
