@@ -259,3 +259,59 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(after >= Duration::from_millis(900), "closed after {after:?}, before the idle timeout");
     assert_still_serving(&s.gateway).await;
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    let s = setup("header_read_timeout: 1s").await;
+    let stream = TcpStream::connect(s.gateway.public).await.unwrap();
+    let opened = Instant::now();
+    let (after, received) = closed_at(stream, opened, opened + Duration::from_secs(5))
+        .await
+        .expect("a silent connection is closed within 5 s");
+    assert!(received.is_empty(), "a silent connection got {:?}", String::from_utf8_lossy(&received));
+    assert!(after >= Duration::from_millis(900), "closed after {after:?}, before the header-read timeout");
+    assert_still_serving(&s.gateway).await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_waits_for_its_next_request_but_not_for_a_slow_head() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let s = setup("header_read_timeout: 1s\n  idle_timeout: 30s").await;
+    let mut stream = TcpStream::connect(s.gateway.public).await.unwrap();
+    let request = b"GET /echo/status/200 HTTP/1.1\r\nHost: gatehouse.test\r\n\r\n";
+    stream.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // Idle without a byte for three header-read timeouts: still open, and
+    // the next request is answered.
+    tokio::time::sleep(3 * TIMEOUT).await;
+    stream.write_all(request).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "an idle keep-alive connection was closed before its idle timeout"
+    );
+
+    // Half a head: closed one header-read timeout after its first bytes.
+    stream.write_all(b"GET /echo/status/200 HTTP/1.1\r\nHost: ").await.unwrap();
+    let started = Instant::now();
+    let (after, received) = closed_at(stream, started, started + Duration::from_secs(5))
+        .await
+        .expect("a connection with a half-sent head is closed within 5 s");
+    assert!(received.is_empty(), "got {:?}", String::from_utf8_lossy(&received));
+    assert!(after >= TIMEOUT - Duration::from_millis(100), "closed after {after:?}, before the header-read timeout");
+    assert_still_serving(&s.gateway).await;
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_not_timed_as_a_request_head() {
+    let s = setup("header_read_timeout: 1s\n  idle_timeout: 30s").await;
+    let mut stream = TcpStream::connect(s.gateway.public).await.unwrap();
+    // The connection preface and an empty SETTINGS frame, then silence.
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let opened = Instant::now();
+    let closed = closed_at(stream, opened, opened + Duration::from_secs(3)).await;
+    assert!(closed.is_none(), "an idle HTTP/2 connection was closed after {:?}", closed.map(|c| c.0));
+}

@@ -4,7 +4,10 @@
 //! hyper's defaults are not enough at an edge. This module sets:
 //! - HTTP/1 parser limits: the header block's size (`max_buf_size`) and
 //!   field count (`max_headers`); hyper answers 431 beyond either;
-//! - a header-read timeout, so slowloris clients are closed;
+//! - a header-read timeout, so slowloris clients are closed: enforced by
+//!   the connection's own watchdog (see [`Metered`]) rather than by hyper's
+//!   per-request timer, which allocated and registered a timer for every
+//!   request head;
 //! - an idle timeout: a connection with no request in flight for
 //!   `idle_timeout` is closed gracefully (GOAWAY on HTTP/2);
 //! - HTTP/2 stream and header-list limits.
@@ -13,7 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,7 +47,7 @@ where
         + 'static,
 {
     let builder = Arc::new(connection_builder(limits, true));
-    let idle_timeout = limits.idle_timeout.0;
+    let timeouts = Timeouts { idle: limits.idle_timeout.0, header_read: limits.header_read_timeout.0 };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         // Over the cap, new connections wait in the kernel's backlog.
@@ -69,7 +72,7 @@ where
         let stack = stack.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, &builder, stack, idle_timeout, Some(shutdown)).await;
+            serve_connection(stream, peer, &builder, stack, timeouts, Some(shutdown)).await;
             drop(permit);
         });
     }
@@ -82,7 +85,7 @@ where
         let _ = stream.set_nodelay(true);
         let (builder, stack) = (Arc::clone(&last_call), stack.clone());
         tokio::spawn(async move {
-            serve_connection(stream, peer, &builder, stack, idle_timeout, None).await;
+            serve_connection(stream, peer, &builder, stack, timeouts, None).await;
             drop(permit);
         });
     }
@@ -97,7 +100,8 @@ fn connection_builder(limits: &Limits, keep_alive: bool) -> auto::Builder<TokioE
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.0)
+        // `serve_connection` enforces `limits.header_read_timeout` itself.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.0 as usize)
         .max_headers(limits.max_headers)
         .keep_alive(keep_alive);
@@ -110,12 +114,23 @@ fn connection_builder(limits: &Limits, keep_alive: bool) -> auto::Builder<TokioE
     b
 }
 
+/// The timeouts one connection's watchdog enforces.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// No request in flight for this long: closed gracefully.
+    idle: Duration,
+    /// An HTTP/1 connection's first request head not complete this long
+    /// after it opened, or a later head this long after its first bytes:
+    /// closed.
+    header_read: Duration,
+}
+
 async fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
     builder: &auto::Builder<TokioExecutor>,
     stack: S,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     // `None` for a connection taken from the backlog after the stop: it is
     // closed as soon as its first requests are answered.
     mut shutdown: Option<watch::Receiver<bool>>,
@@ -137,45 +152,85 @@ async fn serve_connection<S>(
             Ok::<_, Infallible>(res.map(|body| Tracked { inner: body, _guard: guard }))
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    let mut closing = false;
+    let io = Metered { inner: stream, activity: Arc::clone(&activity), sniffed: 0 };
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
     let last_call = shutdown.is_none();
-    let check_every = if last_call { Duration::from_millis(20) } else { idle_timeout };
-    let mut check_at = Instant::now() + check_every;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
+    let mut stop = std::pin::pin!(stopped_opt(&mut shutdown));
+    let check_every = if last_call { Duration::from_millis(20) } else { timeouts.idle };
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + check_every));
+    let mut closing = false;
+    // When the request head now being read must be complete.
+    let mut head_deadline: Option<Instant> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(res) = conn.as_mut().poll(cx) {
                 if let Err(e) = res {
                     tracing::debug!(client = %peer, error = %e, "connection ended with an error");
                     access_log::rejected_head(&*e, peer);
                 }
-                return;
+                return Poll::Ready(());
             }
-            _ = stopped_opt(&mut shutdown), if !closing => {
+            if closing {
+                return Poll::Pending;
+            }
+            if stop.as_mut().poll(cx).is_ready() {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
+                continue;
             }
-            _ = tokio::time::sleep_until(check_at), if !closing => {
-                if last_call && activity.served.load(Ordering::Acquire) > 0 && activity.in_flight.load(Ordering::Acquire) == 0 {
+            // A head due and not finished. Checked after every poll, so the
+            // deadline starts when the connection opens or with a later
+            // head's first bytes; a whole head (the usual case) has already
+            // become a request by now and arms nothing.
+            match (activity.head_pending(), head_deadline) {
+                (true, None) => {
+                    let deadline = Instant::now() + timeouts.header_read;
+                    head_deadline = Some(deadline);
+                    if deadline < timer.deadline() {
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+                (false, Some(_)) => head_deadline = None,
+                _ => {}
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            if head_deadline.is_some_and(|d| d <= now) {
+                // Nothing is in flight; the partial head is dropped with
+                // the connection.
+                tracing::debug!(client = %peer, "request head not received within the header-read timeout");
+                return Poll::Ready(());
+            }
+            if last_call
+                && activity.served.load(Ordering::Acquire) > 0
+                && activity.in_flight.load(Ordering::Acquire) == 0
+            {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                continue;
+            }
+            let mut next = match activity.idle_deadline(timeouts.idle) {
+                Some(deadline) if deadline > now => deadline,
+                Some(_) => {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                     continue;
                 }
-                match activity.idle_deadline(idle_timeout) {
-                    Some(deadline) if deadline > Instant::now() => check_at = deadline,
-                    Some(_) => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    None => check_at = Instant::now() + check_every,
-                }
-                if last_call {
-                    check_at = check_at.min(Instant::now() + check_every);
-                }
+                None => now + check_every,
+            };
+            if last_call {
+                next = next.min(now + check_every);
             }
+            if let Some(d) = head_deadline {
+                next = next.min(d);
+            }
+            timer.as_mut().reset(next);
         }
-    }
+    })
+    .await;
 }
 
 /// Like [`stopped`]; never resolves without a receiver.
@@ -192,7 +247,8 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// A connection's requests in flight and when the last one finished.
+/// A connection's requests in flight, when the last one finished, and
+/// whether a request head is being read.
 #[derive(Debug)]
 struct Activity {
     started: Instant,
@@ -201,6 +257,13 @@ struct Activity {
     served: AtomicUsize,
     /// Milliseconds after `started` when the last request finished.
     last_done_ms: AtomicU64,
+    /// Bytes read from the client so far.
+    read: AtomicU64,
+    /// `read` when a request last started or finished: bytes beyond it,
+    /// with no request in flight, are the start of the next head.
+    read_at_request: AtomicU64,
+    /// The client spoke HTTP/2, which has no request heads to time.
+    http2: AtomicBool,
 }
 
 impl Activity {
@@ -210,6 +273,9 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             served: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            read_at_request: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
         }
     }
 
@@ -219,6 +285,21 @@ impl Activity {
             return None;
         }
         Some(self.started + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)) + idle)
+    }
+
+    /// An HTTP/1 request head is due and not complete: the first one, from
+    /// the moment the connection opens, and any later one whose first bytes
+    /// have arrived.
+    fn head_pending(&self) -> bool {
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.http2.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.served.load(Ordering::Relaxed) == 0
+            || self.read.load(Ordering::Relaxed) > self.read_at_request.load(Ordering::Relaxed)
+    }
+
+    fn mark_request_boundary(&self) {
+        self.read_at_request.store(self.read.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -230,6 +311,7 @@ impl InFlight {
     fn enter(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.served.fetch_add(1, Ordering::Relaxed);
+        activity.mark_request_boundary();
         Self(activity)
     }
 }
@@ -239,7 +321,83 @@ impl Drop for InFlight {
         let a = &self.0;
         let now = a.started.elapsed().as_millis() as u64;
         a.last_done_ms.fetch_max(now, Ordering::AcqRel);
+        // A request body read to its end is not the next head.
+        a.mark_request_boundary();
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The client's TCP stream, counting the bytes read for the header-read
+/// watchdog and noting an HTTP/2 connection preface.
+struct Metered {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    /// Bytes of the first read compared with the HTTP/2 preface's "PRI";
+    /// `u8::MAX` once decided.
+    sniffed: u8,
+}
+
+impl Metered {
+    fn sniff(&mut self, bytes: &[u8]) {
+        const PREFACE: &[u8] = b"PRI";
+        for &b in bytes {
+            let at = usize::from(self.sniffed);
+            if b != PREFACE[at] {
+                self.sniffed = u8::MAX;
+                return;
+            }
+            self.sniffed += 1;
+            if usize::from(self.sniffed) == PREFACE.len() {
+                self.activity.http2.store(true, Ordering::Relaxed);
+                self.sniffed = u8::MAX;
+                return;
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            if self.sniffed != u8::MAX {
+                self.sniff(read);
+            }
+            self.activity.read.fetch_add(read.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Metered {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
