@@ -17,11 +17,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -157,6 +158,9 @@ async fn serve_connection<S>(
     let mut conn = std::pin::pin!(conn);
     let last_call = shutdown.is_none();
     let mut stop = std::pin::pin!(stopped_opt(&mut shutdown));
+    // Starts fired, so the shutdown future is polled (and registers) once.
+    let stop_signal = Arc::new(StopSignal { fired: AtomicBool::new(true), task: AtomicWaker::new() });
+    let stop_waker = Waker::from(Arc::clone(&stop_signal));
     let check_every = if last_call { Duration::from_millis(20) } else { timeouts.idle };
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + check_every));
     let mut closing = false;
@@ -174,10 +178,13 @@ async fn serve_connection<S>(
             if closing {
                 return Poll::Pending;
             }
-            if stop.as_mut().poll(cx).is_ready() {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-                continue;
+            if stop_signal.fired.swap(false, Ordering::AcqRel) {
+                stop_signal.task.register(cx.waker());
+                if stop.as_mut().poll(&mut Context::from_waker(&stop_waker)).is_ready() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    continue;
+                }
             }
             // A head due and not finished. Checked after every poll, so the
             // deadline starts when the connection opens or with a later
@@ -231,6 +238,25 @@ async fn serve_connection<S>(
         }
     })
     .await;
+}
+
+/// The waker the shutdown future is polled with: it notes that shutdown
+/// woke the connection, so that future is polled only then, not on every
+/// poll of a busy connection (it takes a lock each time).
+struct StopSignal {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for StopSignal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 /// Like [`stopped`]; never resolves without a receiver.

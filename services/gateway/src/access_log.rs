@@ -39,8 +39,16 @@ impl AccessLogLayer {
     /// An access log that writes lines when `enabled`: straight into the
     /// log queue through `sink` when the JSON format is on, through tracing
     /// otherwise.
+    ///
+    /// The filter is fixed once logging starts, so whether it lets access
+    /// lines through is asked here, once, rather than for every request.
     pub fn new(enabled: bool, sink: Option<LineSink>) -> Self {
-        Self { enabled, sink }
+        match sink {
+            Some(_) if !tracing::enabled!(target: "access", tracing::Level::INFO) => {
+                Self { enabled: false, sink: None }
+            }
+            sink => Self { enabled, sink },
+        }
     }
 }
 
@@ -235,8 +243,7 @@ impl Line {
             error_type,
         };
         match &e.sink {
-            Some(sink) if tracing::enabled!(target: "access", tracing::Level::INFO) => fields.write_to(sink),
-            Some(_) => {}
+            Some(sink) => fields.write_to(sink),
             None => fields.trace(),
         }
     }
