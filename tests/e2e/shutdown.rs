@@ -760,3 +760,35 @@ async fn in_flight_requests_outlasting_the_shutdown_timeout_are_cut_and_logged()
     assert!(exited_after <= DRAIN + TIMEOUT + EXIT_SLACK, "exited {exited_after:?} after SIGTERM");
     assert!(exited_after >= DRAIN + TIMEOUT, "exited {exited_after:?} after SIGTERM, before the shutdown timeout");
 }
+
+#[tokio::test]
+async fn an_idle_connection_whose_buffers_were_released_serves_again_and_closes_at_shutdown() {
+    let echo = Echo::start("echo").await;
+    let mut gateway = Gateway::start(&config(echo.addr, None, "0s", "5s")).await;
+    wait_ready(&gateway).await;
+    let io = TokioIo::new(TcpStream::connect(gateway.public).await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let request =
+        || Request::get("/echo/status/200").header(header::HOST, "gatehouse.test").body(Empty::new()).unwrap();
+    assert_eq!(sender.send_request(request()).await.unwrap().status(), 200);
+    // Idle past the one-second release, twice: each time the next request
+    // on the same connection is served.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let response = sender.send_request(request()).await.expect("the idle connection still serves");
+        assert_eq!(response.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Released and idle at the signal: closed, and the gateway exits at
+    // once rather than at the shutdown timeout.
+    let signalled = Instant::now();
+    gateway.signal(Signal::Term).unwrap();
+    let closed = tokio::time::timeout(WAIT, conn).await;
+    assert!(closed.is_ok(), "the idle connection was still open {WAIT:?} after SIGTERM");
+    let status = gateway.wait_exit(WAIT).await.expect("gatehouse exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(3), "exited {:?} after SIGTERM", signalled.elapsed());
+    assert_eq!(gateway.access_lines().iter().filter(|l| l["status"] == 200).count(), 3);
+}

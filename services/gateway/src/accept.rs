@@ -1,16 +1,24 @@
 //! The public listener: accepting connections under a cap, and serving each
 //! with HTTP/1.1 or cleartext HTTP/2 under edge limits and timeouts.
 //!
-//! hyper's defaults are not enough at an edge. This module sets:
-//! - HTTP/1 parser limits: the header block's size (`max_buf_size`) and
-//!   field count (`max_headers`); hyper answers 431 beyond either;
+//! The protocol is told from the first bytes, peeked (HTTP/2's connection
+//! preface starts with `PRI`), and each connection is served by hyper's
+//! HTTP/1 or HTTP/2 connection directly. hyper's defaults are not enough at
+//! an edge. This module sets:
+//! - HTTP/1 parser limits: the header block's size (`max_buf_size` and
+//!   `max_header_size`) and field count (`max_headers`); hyper answers 431
+//!   beyond either;
 //! - a header-read timeout, so slowloris clients are closed: enforced by
-//!   the connection's own watchdog (see [`Metered`]) rather than by hyper's
-//!   per-request timer, which allocated and registered a timer for every
-//!   request head;
+//!   the connection's own watchdog (see [`Watchdog`], [`Metered`]) rather
+//!   than by hyper's per-request timer, which allocated and registered a
+//!   timer for every request head;
 //! - an idle timeout: a connection with no request in flight for
 //!   `idle_timeout` is closed gracefully (GOAWAY on HTTP/2);
 //! - HTTP/2 stream and header-list limits.
+//!
+//! An HTTP/1 connection idle for [`RELEASE_IDLE_AFTER`] gives hyper's
+//! buffers back and waits on its bare socket; its next request starts a
+//! new hyper connection on the same socket.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,8 +34,8 @@ use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -42,12 +50,13 @@ use crate::stack::{ClientAddr, RequestMeta};
 /// connection to finish gracefully and returns once all have closed.
 pub async fn serve<S>(listener: TcpListener, stack: S, limits: &Limits, mut shutdown: watch::Receiver<bool>)
 where
-    S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
+    S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send + Unpin>
         + Clone
         + Send
+        + Unpin
         + 'static,
 {
-    let builder = Arc::new(connection_builder(limits, true));
+    let builders = Arc::new(connection_builders(limits, true));
     let timeouts = Timeouts { idle: limits.idle_timeout.0, header_read: limits.header_read_timeout.0 };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -69,24 +78,24 @@ where
             _ = stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let builder = Arc::clone(&builder);
+        let builders = Arc::clone(&builders);
         let stack = stack.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, &builder, stack, timeouts, Some(shutdown)).await;
+            serve_connection(stream, peer, &builders, stack, timeouts, Some(shutdown)).await;
             drop(permit);
         });
     }
     // Connections the kernel completed before the stop are still in the
     // backlog; closing the listener would reset them. Each gets its one
     // request served, with `Connection: close` on HTTP/1.
-    let last_call = Arc::new(connection_builder(limits, false));
+    let last_call = Arc::new(connection_builders(limits, false));
     while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else { break };
         let _ = stream.set_nodelay(true);
-        let (builder, stack) = (Arc::clone(&last_call), stack.clone());
+        let (builders, stack) = (Arc::clone(&last_call), stack.clone());
         tokio::spawn(async move {
-            serve_connection(stream, peer, &builder, stack, timeouts, None).await;
+            serve_connection(stream, peer, &builders, stack, timeouts, None).await;
             drop(permit);
         });
     }
@@ -97,22 +106,40 @@ where
     let _ = slots.acquire_many(limits.max_connections as u32).await;
 }
 
-fn connection_builder(limits: &Limits, keep_alive: bool) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
+/// An HTTP/1 connection with no request for this long hands its buffers
+/// back: hyper's connection is taken apart, the socket waits on its own,
+/// and the next request starts a fresh one. An idle keep-alive connection
+/// then costs its socket and a small task instead of hyper's read and write
+/// buffers (16 KiB or more).
+const RELEASE_IDLE_AFTER: Duration = Duration::from_millis(250);
+
+/// hyper's connection settings, one builder per protocol.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+fn connection_builders(limits: &Limits, keep_alive: bool) -> Builders {
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         // `serve_connection` enforces `limits.header_read_timeout` itself.
         .header_read_timeout(None)
+        // Both: hyper checks the buffer limit only while a head is
+        // incomplete, so a read that completes an oversized head would pass
+        // it; the header-size limit is checked on every parsed head.
         .max_buf_size(limits.max_header_bytes.0 as usize)
+        .max_header_size(limits.max_header_bytes.0 as usize)
         .max_headers(limits.max_headers)
         .keep_alive(keep_alive);
-    b.http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_bytes.0 as u32)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    b
+    Builders { http1, http2 }
 }
 
 /// The timeouts one connection's watchdog enforces.
@@ -129,16 +156,17 @@ struct Timeouts {
 async fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     stack: S,
     timeouts: Timeouts,
     // `None` for a connection taken from the backlog after the stop: it is
     // closed as soon as its first requests are answered.
     mut shutdown: Option<watch::Receiver<bool>>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
+    S: Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send + Unpin>
         + Clone
         + Send
+        + Unpin
         + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -147,97 +175,289 @@ async fn serve_connection<S>(
     let svc = hyper::service::service_fn(move |mut req| {
         let guard = InFlight::enter(Arc::clone(&svc_activity));
         RequestMeta::of(&mut req).client = Some(client.clone());
-        let call = stack.clone().oneshot(req);
-        async move {
-            let res = call.await?;
-            Ok::<_, Infallible>(res.map(|body| Tracked { inner: body, _guard: guard }))
-        }
+        // A named future (not an `async` block) so it is `Unpin`, which
+        // taking an HTTP/1 connection apart requires.
+        stack.clone().oneshot(req).map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, _guard: guard })))
     });
-    let io = Metered { inner: stream, activity: Arc::clone(&activity), sniffed: 0 };
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
-    let mut conn = std::pin::pin!(conn);
     let last_call = shutdown.is_none();
     let mut stop = std::pin::pin!(stopped_opt(&mut shutdown));
-    // Starts fired, so the shutdown future is polled (and registers) once.
-    let stop_signal = Arc::new(StopSignal { fired: AtomicBool::new(true), task: AtomicWaker::new() });
-    let stop_waker = Waker::from(Arc::clone(&stop_signal));
     let check_every = if last_call { Duration::from_millis(20) } else { timeouts.idle };
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + check_every));
-    let mut closing = false;
-    // When the request head now being read must be complete.
-    let mut head_deadline: Option<Instant> = None;
-    std::future::poll_fn(|cx| {
+    let mut watchdog = Watchdog {
+        activity: Arc::clone(&activity),
+        peer,
+        timeouts,
+        last_call,
+        check_every,
+        // Starts fired, so the shutdown future is polled (and registers) once.
+        stop_signal: Arc::new(StopSignal { fired: AtomicBool::new(true), task: AtomicWaker::new() }),
+        closing: false,
+        head_deadline: None,
+    };
+    let stop_waker = Waker::from(Arc::clone(&watchdog.stop_signal));
+
+    let http2 = match watchdog.protocol(&stream, stop.as_mut(), &stop_waker).await {
+        Some(http2) => http2,
+        None => return,
+    };
+    activity.http2.store(http2, Ordering::Relaxed);
+    let mut io = Metered { inner: stream, activity: Arc::clone(&activity), unread: Bytes::new() };
+    if http2 {
+        let mut conn = Box::pin(builders.http2.serve_connection(TokioIo::new(io), svc));
+        watchdog.run(conn.as_mut(), stop.as_mut(), &stop_waker, timer.as_mut()).await;
+        return;
+    }
+    if !last_call {
+        // The first check for idleness.
+        timer.as_mut().reset(Instant::now() + RELEASE_IDLE_AFTER);
+    }
+    loop {
+        // Boxed, so a released connection's task does not keep room for it.
+        let mut conn = Box::new(builders.http1.serve_connection(TokioIo::new(io), svc.clone()));
+        if watchdog.run(Pin::new(&mut *conn), stop.as_mut(), &stop_waker, timer.as_mut()).await == Ended::Closed {
+            return;
+        }
+        // Released: keep the socket and any bytes hyper had read already.
+        tracing::debug!(client = %peer, "idle connection released its buffers");
+        let parts = (*conn).into_parts();
+        io = parts.io.into_inner();
+        // Copied: even empty, hyper's remainder shares (and would keep
+        // alive) the whole read buffer.
+        io.unread = Bytes::copy_from_slice(&parts.read_buf);
+        if io.unread.is_empty() && !watchdog.wait_for_bytes(&io.inner, stop.as_mut(), &stop_waker).await {
+            return;
+        }
+    }
+}
+
+/// How a served connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Closed, by either side.
+    Closed,
+    /// An idle HTTP/1 connection taken apart to free its buffers.
+    Released,
+}
+
+/// A hyper connection the watchdog can run: HTTP/1 or HTTP/2.
+trait Served {
+    /// Whether an idle connection can be taken apart and resumed later.
+    const RELEASABLE: bool;
+    /// Drives the connection; an HTTP/1 connection keeps its socket open
+    /// when it ends, so it can be released.
+    fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>>;
+    /// Finishes what is in flight and ends; an idle HTTP/1 connection ends
+    /// at once.
+    fn finish(self: Pin<&mut Self>);
+}
+
+impl<S> Served for http1::Connection<TokioIo<Metered>, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked<PublicBody>> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    const RELEASABLE: bool = true;
+
+    fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.get_mut().poll_without_shutdown(cx)
+    }
+
+    fn finish(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<S> Served for http2::Connection<TokioIo<Metered>, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Tracked<PublicBody>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    const RELEASABLE: bool = false;
+
+    fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        Future::poll(self, cx)
+    }
+
+    fn finish(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// One connection's timeouts, shutdown and release, across the hyper
+/// connections that serve it in turn.
+struct Watchdog {
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    timeouts: Timeouts,
+    last_call: bool,
+    check_every: Duration,
+    stop_signal: Arc<StopSignal>,
+    /// Shutting down or closing idle: no more checks, hyper finishes.
+    closing: bool,
+    /// When the request head now being read must be complete.
+    head_deadline: Option<Instant>,
+}
+
+type Stop<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+impl Watchdog {
+    /// Polls the shutdown future if its waker fired since the last poll.
+    fn stopped(&self, stop: Stop<'_>, stop_waker: &Waker, cx: &mut Context<'_>) -> bool {
+        if !self.stop_signal.fired.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.stop_signal.task.register(cx.waker());
+        stop.poll(&mut Context::from_waker(stop_waker)).is_ready()
+    }
+
+    /// Waits for the client's first bytes and tells HTTP/2 (its connection
+    /// preface starts with `PRI`, a method no HTTP/1 request uses) from
+    /// HTTP/1, reading nothing. `None`: closed, silent past the
+    /// header-read timeout, or shutdown.
+    async fn protocol(&self, stream: &TcpStream, mut stop: Stop<'_>, stop_waker: &Waker) -> Option<bool> {
+        const PREFACE: &[u8] = b"PRI";
+        let deadline = tokio::time::sleep(self.timeouts.header_read);
+        let mut deadline = std::pin::pin!(deadline);
+        let mut first = [0u8; 3];
         loop {
-            if let Poll::Ready(res) = conn.as_mut().poll(cx) {
-                if let Err(e) = res {
-                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-                    access_log::rejected_head(&*e, peer);
+            let peeked = std::future::poll_fn(|cx| {
+                if deadline.as_mut().poll(cx).is_ready() || self.stopped(stop.as_mut(), stop_waker, cx) {
+                    return Poll::Ready(None);
                 }
-                return Poll::Ready(());
+                stream.poll_peek(cx, &mut tokio::io::ReadBuf::new(&mut first)).map(|r| r.ok())
+            })
+            .await?;
+            match peeked {
+                0 => return None,
+                n if first[..n] != PREFACE[..n] => return Some(false),
+                n if n == PREFACE.len() => return Some(true),
+                // "P" or "PR" so far: wait for the rest.
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
             }
-            if closing {
-                return Poll::Pending;
+        }
+    }
+
+    /// Waits until a released connection's client sends again. False:
+    /// closed by the client, idle past the idle timeout, or shutdown.
+    async fn wait_for_bytes(&self, stream: &TcpStream, mut stop: Stop<'_>, stop_waker: &Waker) -> bool {
+        let Some(idle_until) = self.activity.idle_deadline(self.timeouts.idle) else { return true };
+        let idle = tokio::time::sleep_until(idle_until);
+        let mut idle = std::pin::pin!(idle);
+        std::future::poll_fn(|cx| {
+            if idle.as_mut().poll(cx).is_ready() || self.stopped(stop.as_mut(), stop_waker, cx) {
+                return Poll::Ready(false);
             }
-            if stop_signal.fired.swap(false, Ordering::AcqRel) {
-                stop_signal.task.register(cx.waker());
-                if stop.as_mut().poll(&mut Context::from_waker(&stop_waker)).is_ready() {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+            // Readable also on EOF: the fresh hyper connection sees it and
+            // ends.
+            stream.poll_read_ready(cx).map(|r| r.is_ok())
+        })
+        .await
+    }
+
+    /// Runs `conn` until it closes or, idle, is released.
+    async fn run<C: Served + ?Sized>(
+        &mut self,
+        mut conn: Pin<&mut C>,
+        mut stop: Stop<'_>,
+        stop_waker: &Waker,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Ended {
+        let activity = Arc::clone(&self.activity);
+        let mut releasing = false;
+        std::future::poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(res) = conn.as_mut().poll_served(cx) {
+                    return Poll::Ready(match res {
+                        Ok(()) if releasing => Ended::Released,
+                        Ok(()) => Ended::Closed,
+                        Err(e) => {
+                            tracing::debug!(client = %self.peer, error = %e, "connection ended with an error");
+                            access_log::rejected_head(&e, self.peer);
+                            Ended::Closed
+                        }
+                    });
+                }
+                if self.closing || releasing {
+                    return Poll::Pending;
+                }
+                if self.stopped(stop.as_mut(), stop_waker, cx) {
+                    self.closing = true;
+                    conn.as_mut().finish();
                     continue;
                 }
-            }
-            // A head due and not finished. Checked after every poll, so the
-            // deadline starts when the connection opens or with a later
-            // head's first bytes; a whole head (the usual case) has already
-            // become a request by now and arms nothing.
-            match (activity.head_pending(), head_deadline) {
-                (true, None) => {
-                    let deadline = Instant::now() + timeouts.header_read;
-                    head_deadline = Some(deadline);
-                    if deadline < timer.deadline() {
-                        timer.as_mut().reset(deadline);
+                // A head due and not finished. Checked after every poll, so
+                // the deadline starts when the connection opens or with a
+                // later head's first bytes; a whole head (the usual case)
+                // has already become a request by now and arms nothing.
+                match (activity.head_pending(), self.head_deadline) {
+                    (true, None) => {
+                        let deadline = Instant::now() + self.timeouts.header_read;
+                        self.head_deadline = Some(deadline);
+                        if deadline < timer.deadline() {
+                            timer.as_mut().reset(deadline);
+                        }
+                    }
+                    (false, Some(_)) => {
+                        // The head arrived (on a fresh connection, the first
+                        // one): check for idleness from here, not at the
+                        // head's deadline.
+                        self.head_deadline = None;
+                        let check = Instant::now() + RELEASE_IDLE_AFTER;
+                        if C::RELEASABLE && check < timer.deadline() {
+                            timer.as_mut().reset(check);
+                        }
+                    }
+                    _ => {}
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let now = Instant::now();
+                if self.head_deadline.is_some_and(|d| d <= now) {
+                    // Nothing is in flight; the partial head is dropped
+                    // with the connection.
+                    tracing::debug!(client = %self.peer, "request head not received within the header-read timeout");
+                    return Poll::Ready(Ended::Closed);
+                }
+                let in_flight = activity.in_flight.load(Ordering::Acquire);
+                if self.last_call && activity.served.load(Ordering::Acquire) > 0 && in_flight == 0 {
+                    self.closing = true;
+                    conn.as_mut().finish();
+                    continue;
+                }
+                let mut next = match activity.idle_deadline(self.timeouts.idle) {
+                    Some(deadline) if deadline > now => deadline,
+                    Some(_) => {
+                        self.closing = true;
+                        conn.as_mut().finish();
+                        continue;
+                    }
+                    None => now + self.check_every,
+                };
+                if C::RELEASABLE && !self.last_call && activity.served.load(Ordering::Acquire) > 0 {
+                    match activity.idle_since() {
+                        Some(since) if since + RELEASE_IDLE_AFTER <= now && self.head_deadline.is_none() => {
+                            releasing = true;
+                            conn.as_mut().finish();
+                            continue;
+                        }
+                        Some(since) => next = next.min(since + RELEASE_IDLE_AFTER),
+                        None => next = next.min(now + RELEASE_IDLE_AFTER),
                     }
                 }
-                (false, Some(_)) => head_deadline = None,
-                _ => {}
-            }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let now = Instant::now();
-            if head_deadline.is_some_and(|d| d <= now) {
-                // Nothing is in flight; the partial head is dropped with
-                // the connection.
-                tracing::debug!(client = %peer, "request head not received within the header-read timeout");
-                return Poll::Ready(());
-            }
-            if last_call
-                && activity.served.load(Ordering::Acquire) > 0
-                && activity.in_flight.load(Ordering::Acquire) == 0
-            {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-                continue;
-            }
-            let mut next = match activity.idle_deadline(timeouts.idle) {
-                Some(deadline) if deadline > now => deadline,
-                Some(_) => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                    continue;
+                if self.last_call {
+                    next = next.min(now + self.check_every);
                 }
-                None => now + check_every,
-            };
-            if last_call {
-                next = next.min(now + check_every);
+                if let Some(d) = self.head_deadline {
+                    next = next.min(d);
+                }
+                timer.as_mut().reset(next);
             }
-            if let Some(d) = head_deadline {
-                next = next.min(d);
-            }
-            timer.as_mut().reset(next);
-        }
-    })
-    .await;
+        })
+        .await
+    }
 }
 
 /// The waker the shutdown future is polled with: it notes that shutdown
@@ -307,10 +527,15 @@ impl Activity {
 
     /// When the connection becomes idle too long; `None` while requests run.
     fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        self.idle_since().map(|since| since + idle)
+    }
+
+    /// When the connection last became idle; `None` while requests run.
+    fn idle_since(&self) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(self.started + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)) + idle)
+        Some(self.started + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)))
     }
 
     /// An HTTP/1 request head is due and not complete: the first one, from
@@ -354,32 +579,13 @@ impl Drop for InFlight {
 }
 
 /// The client's TCP stream, counting the bytes read for the header-read
-/// watchdog and noting an HTTP/2 connection preface.
+/// watchdog.
 struct Metered {
     inner: TcpStream,
     activity: Arc<Activity>,
-    /// Bytes of the first read compared with the HTTP/2 preface's "PRI";
-    /// `u8::MAX` once decided.
-    sniffed: u8,
-}
-
-impl Metered {
-    fn sniff(&mut self, bytes: &[u8]) {
-        const PREFACE: &[u8] = b"PRI";
-        for &b in bytes {
-            let at = usize::from(self.sniffed);
-            if b != PREFACE[at] {
-                self.sniffed = u8::MAX;
-                return;
-            }
-            self.sniffed += 1;
-            if usize::from(self.sniffed) == PREFACE.len() {
-                self.activity.http2.store(true, Ordering::Relaxed);
-                self.sniffed = u8::MAX;
-                return;
-            }
-        }
-    }
+    /// Bytes a released hyper connection had read and not used, given to
+    /// the next one first (already counted).
+    unread: Bytes,
 }
 
 impl tokio::io::AsyncRead for Metered {
@@ -388,14 +594,16 @@ impl tokio::io::AsyncRead for Metered {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = &buf.filled()[before..];
-        if !read.is_empty() {
-            if self.sniffed != u8::MAX {
-                self.sniff(read);
-            }
-            self.activity.read.fetch_add(read.len() as u64, Ordering::Relaxed);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.activity.read.fetch_add(read as u64, Ordering::Relaxed);
         }
         polled
     }

@@ -99,9 +99,10 @@ pub fn public_service(
     gateway: Arc<Gateway>,
     access_log: AccessLogLayer,
     grpc_metrics: GrpcMetricsLayer,
-) -> impl Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send>
+) -> impl Service<Request<Incoming>, Response = Response<PublicBody>, Error = Infallible, Future: Send + Unpin>
 + Clone
 + Send
++ Unpin
 + 'static {
     let router = Arc::clone(&gateway);
     ServiceBuilder::new()
