@@ -9,14 +9,14 @@
 //!   `max_header_size`) and field count (`max_headers`); hyper answers 431
 //!   beyond either;
 //! - a header-read timeout, so slowloris clients are closed: enforced by
-//!   the connection's own watchdog (see [`Watchdog`], [`Metered`]) rather
+//!   the connection's own watchdog (see `Watchdog`, `Metered`) rather
 //!   than by hyper's per-request timer, which allocated and registered a
 //!   timer for every request head;
 //! - an idle timeout: a connection with no request in flight for
 //!   `idle_timeout` is closed gracefully (GOAWAY on HTTP/2);
 //! - HTTP/2 stream and header-list limits.
 //!
-//! An HTTP/1 connection idle for [`RELEASE_IDLE_AFTER`] gives hyper's
+//! An HTTP/1 connection idle for `RELEASE_IDLE_AFTER` gives hyper's
 //! buffers back and waits on its bare socket; its next request starts a
 //! new hyper connection on the same socket.
 
