@@ -124,17 +124,20 @@ fn push_timestamp(out: &mut String, now: SystemTime) {
 }
 
 /// Appends `.NNN`: `n` (below 1000) as three digits after a dot.
+#[inline(always)]
 fn push_dot_three_digits(out: &mut String, n: u32) {
     let digits = [b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
     out.push_str(std::str::from_utf8(&digits).unwrap_or(".000"));
 }
 
 /// Appends the decimal digits of `n` without going through `fmt`.
+#[inline(always)]
 fn push_u64(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Appends `,"key":N` for an unsigned integer.
+#[inline(always)]
 pub fn uint_field(out: &mut String, key: &str, value: u64) {
     push_key(out, key);
     push_u64(out, value);
@@ -142,6 +145,7 @@ pub fn uint_field(out: &mut String, key: &str, value: u64) {
 
 /// Appends `,"key":N.NNN` for a duration in milliseconds with microsecond
 /// precision, formatted with integer arithmetic.
+#[inline(always)]
 pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     push_key(out, key);
@@ -150,6 +154,7 @@ pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
 }
 
 /// Appends `,"key":"value"` with the value escaped.
+#[inline(always)]
 pub fn str_field(out: &mut String, key: &str, value: &str) {
     push_key(out, key);
     out.push('"');
@@ -161,6 +166,7 @@ pub fn str_field(out: &mut String, key: &str, value: &str) {
 /// the config validated to letters, digits, `-`, `_` and `.`, HTTP method
 /// tokens, IP addresses, fixed strings. Saves the per-byte scan of
 /// [`str_field`] on the request path.
+#[inline(always)]
 pub fn plain_str_field(out: &mut String, key: &str, value: &str) {
     debug_assert!(!value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'), "{key} value {value:?} needs escaping");
     push_key(out, key);
@@ -170,6 +176,7 @@ pub fn plain_str_field(out: &mut String, key: &str, value: &str) {
 }
 
 /// Appends `,"key":`.
+#[inline(always)]
 fn push_key(out: &mut String, key: &str) {
     out.push_str(",\"");
     out.push_str(key);
