@@ -315,3 +315,22 @@ async fn an_idle_http2_connection_is_not_timed_as_a_request_head() {
     let closed = closed_at(stream, opened, opened + Duration::from_secs(3)).await;
     assert!(closed.is_none(), "an idle HTTP/2 connection was closed after {:?}", closed.map(|c| c.0));
 }
+
+#[tokio::test]
+async fn the_first_head_is_due_one_timeout_after_the_connection_opens() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let s = setup("header_read_timeout: 1s").await;
+    let mut stream = TcpStream::connect(s.gateway.public).await.unwrap();
+    let opened = Instant::now();
+    // The first bytes late, the rest never: the clock started at the open.
+    tokio::time::sleep(TIMEOUT * 6 / 10).await;
+    stream.write_all(b"GET /echo/status/200 HTTP/1.1\r\nHost: ").await.unwrap();
+    let (after, _) = closed_at(stream, opened, opened + Duration::from_secs(5))
+        .await
+        .expect("a connection whose first head never completes is closed within 5 s");
+    assert!(
+        (TIMEOUT - Duration::from_millis(100)..TIMEOUT + Duration::from_millis(450)).contains(&after),
+        "closed {after:?} after opening, with a {TIMEOUT:?} header-read timeout"
+    );
+    assert_still_serving(&s.gateway).await;
+}

@@ -169,6 +169,7 @@ async fn serve_connection<S>(
         + Unpin
         + 'static,
 {
+    let opened = Instant::now();
     let activity = Arc::new(Activity::new());
     let client = ClientAddr::new(peer);
     let svc_activity = Arc::clone(&activity);
@@ -207,10 +208,12 @@ async fn serve_connection<S>(
         watchdog.run(conn.as_mut(), stop.as_mut(), &stop_waker, timer.as_mut()).await;
         return;
     }
-    if !last_call {
-        // The first check for idleness.
-        timer.as_mut().reset(Instant::now() + RELEASE_IDLE_AFTER);
-    }
+    // The first head is due one header-read timeout after the connection
+    // opened, however long its first bytes took.
+    let first_head = opened + timeouts.header_read;
+    watchdog.head_deadline = Some(first_head);
+    let first_check = Instant::now() + if last_call { check_every } else { RELEASE_IDLE_AFTER };
+    timer.as_mut().reset(first_head.min(first_check));
     loop {
         // Boxed, so a released connection's task does not keep room for it.
         let mut conn = Box::new(builders.http1.serve_connection(TokioIo::new(io), svc.clone()));
