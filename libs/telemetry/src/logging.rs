@@ -68,13 +68,6 @@ impl LineSink {
     }
 }
 
-/// Starts a JSON line with the fields every line carries, in the order the
-/// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`.
-/// The caller appends `,"key":value` pairs and then [`end_line`].
-pub fn begin_line(out: &mut String, level: &tracing::Level, target: &str, msg: &str) {
-    begin_line_with(out, &line_prefix(level, target, msg));
-}
-
 /// Everything of a line's start after the time, for a fixed level, target
 /// and message: rendered once by a writer that starts many such lines with
 /// [`begin_line_with`].
@@ -92,7 +85,10 @@ pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
     out
 }
 
-/// Starts a line: the time, then a [`line_prefix`].
+/// Starts a JSON line with the fields every line carries, in the order the
+/// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`
+/// (the time, then a [`line_prefix`]). The caller appends `,"key":value`
+/// pairs and then [`end_line`].
 pub fn begin_line_with(out: &mut String, prefix: &str) {
     out.push_str("{\"time\":\"");
     push_timestamp(out, SystemTime::now());
@@ -189,7 +185,7 @@ fn push_escaped(out: &mut String, s: &str) {
     let _ = write_escaped(out, s);
 }
 
-/// Closes a line begun with [`begin_line`].
+/// Closes a line begun with [`begin_line_with`].
 pub fn end_line(out: &mut String) {
     out.push_str("}\n");
 }

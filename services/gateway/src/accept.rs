@@ -201,7 +201,6 @@ async fn serve_connection<S>(
         Some(http2) => http2,
         None => return,
     };
-    activity.http2.store(http2, Ordering::Relaxed);
     let mut io = Metered { inner: stream, activity: Arc::clone(&activity), unread: Bytes::new() };
     if http2 {
         let mut conn = Box::pin(builders.http2.serve_connection(TokioIo::new(io), svc));
@@ -244,8 +243,9 @@ enum Ended {
 
 /// A hyper connection the watchdog can run: HTTP/1 or HTTP/2.
 trait Served {
-    /// Whether an idle connection can be taken apart and resumed later.
-    const RELEASABLE: bool;
+    /// HTTP/1: its request heads are timed, and when idle it can be taken
+    /// apart and resumed later. HTTP/2 has neither.
+    const HTTP1: bool;
     /// Drives the connection; an HTTP/1 connection keeps its socket open
     /// when it ends, so it can be released.
     fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>>;
@@ -260,7 +260,7 @@ where
     S::Future: Unpin,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    const RELEASABLE: bool = true;
+    const HTTP1: bool = true;
 
     fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
         self.get_mut().poll_without_shutdown(cx)
@@ -277,7 +277,7 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    const RELEASABLE: bool = false;
+    const HTTP1: bool = false;
 
     fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
         Future::poll(self, cx)
@@ -394,7 +394,7 @@ impl Watchdog {
                 // the deadline starts when the connection opens or with a
                 // later head's first bytes; a whole head (the usual case)
                 // has already become a request by now and arms nothing.
-                match (activity.head_pending(), self.head_deadline) {
+                match (C::HTTP1 && activity.head_pending(), self.head_deadline) {
                     (true, None) => {
                         let deadline = Instant::now() + self.timeouts.header_read;
                         self.head_deadline = Some(deadline);
@@ -408,7 +408,7 @@ impl Watchdog {
                         // head's deadline.
                         self.head_deadline = None;
                         let check = Instant::now() + RELEASE_IDLE_AFTER;
-                        if C::RELEASABLE && check < timer.deadline() {
+                        if C::HTTP1 && check < timer.deadline() {
                             timer.as_mut().reset(check);
                         }
                     }
@@ -439,7 +439,7 @@ impl Watchdog {
                     }
                     None => now + self.check_every,
                 };
-                if C::RELEASABLE && !self.last_call && activity.served.load(Ordering::Acquire) > 0 {
+                if C::HTTP1 && !self.last_call && activity.served.load(Ordering::Acquire) > 0 {
                     match activity.idle_since() {
                         Some(since) if since + RELEASE_IDLE_AFTER <= now && self.head_deadline.is_none() => {
                             releasing = true;
@@ -511,8 +511,6 @@ struct Activity {
     /// `read` when a request last started or finished: bytes beyond it,
     /// with no request in flight, are the start of the next head.
     read_at_request: AtomicU64,
-    /// The client spoke HTTP/2, which has no request heads to time.
-    http2: AtomicBool,
 }
 
 impl Activity {
@@ -524,7 +522,6 @@ impl Activity {
             last_done_ms: AtomicU64::new(0),
             read: AtomicU64::new(0),
             read_at_request: AtomicU64::new(0),
-            http2: AtomicBool::new(false),
         }
     }
 
@@ -545,7 +542,7 @@ impl Activity {
     /// the moment the connection opens, and any later one whose first bytes
     /// have arrived.
     fn head_pending(&self) -> bool {
-        if self.in_flight.load(Ordering::Acquire) > 0 || self.http2.load(Ordering::Relaxed) {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             return false;
         }
         self.served.load(Ordering::Relaxed) == 0
@@ -606,7 +603,9 @@ impl tokio::io::AsyncRead for Metered {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         if read > 0 {
-            self.activity.read.fetch_add(read as u64, Ordering::Relaxed);
+            // This stream is the only writer: no read-modify-write needed.
+            let total = self.activity.read.load(Ordering::Relaxed) + read as u64;
+            self.activity.read.store(total, Ordering::Relaxed);
         }
         polled
     }
