@@ -2,19 +2,19 @@
 //! the same inner service without them: request in, response head out, body
 //! drained. The inner service answers at once, so what is measured is the
 //! layers' own work (label lookup, handles, timing, body wrapping, frame
-//! counting), recorded into a real Prometheus recorder.
+//! counting), recorded into the recorder the gateway installs.
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::Criterion;
-use gatehouse_telemetry::{Buckets, GrpcCatalogue, GrpcMetricsLayer, GrpcType, HttpMetricsLayer, RouteLabel};
+use gatehouse_telemetry::{
+    Buckets, GrpcCatalogue, GrpcMetricsLayer, GrpcType, HttpMetricsLayer, MetricsRecorder, RouteLabel,
+};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame};
 use tower::{Layer, Service, service_fn};
@@ -103,24 +103,10 @@ fn grpc_request() -> Request<Small> {
 }
 
 fn layers(c: &mut Criterion) {
-    let recorder = Buckets::default().prometheus_builder().map(|b| b.build_recorder()).ok();
-    let Some(recorder) = recorder else { return };
-    let handle = recorder.handle();
+    let Ok(recorder) = MetricsRecorder::new(&Buckets::default()) else { return };
     let _local = metrics::set_default_local_recorder(&recorder);
     let route = RouteLabel::new("echo");
     let catalogue = GrpcCatalogue::new().with_service("echo.v1.Echo", [("Unary", GrpcType::Unary)]);
-
-    // Upkeep drains histogram samples concurrently, as the exporter's task does in production.
-    let stop = Arc::new(AtomicBool::new(false));
-    let upkeep = {
-        let (stop, handle) = (Arc::clone(&stop), handle.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                handle.run_upkeep();
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
 
     let mut group = c.benchmark_group("per_request");
     let mut bare = inner::<Small>(http_body);
@@ -149,8 +135,6 @@ fn layers(c: &mut Criterion) {
         GrpcMetricsLayer::new(catalogue).layer(inner::<gatehouse_telemetry::grpc::RequestBody<Small>>(grpc_body));
     group.bench_function("grpc/with_layer", |b| b.iter(|| exchange(&mut measured, grpc_request())));
     group.finish();
-    stop.store(true, Ordering::Relaxed);
-    let _ = upkeep.join();
 }
 
 fn main() {

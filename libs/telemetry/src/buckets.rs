@@ -1,8 +1,6 @@
-//! Histogram bucket layouts. metrics-exporter-prometheus renders a histogram
-//! without configured buckets as a summary, which Prometheus cannot aggregate
-//! across replicas, so every histogram gets explicit buckets here.
-
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+//! Histogram bucket layouts: every histogram is a real Prometheus
+//! histogram with explicit buckets (never a summary, which Prometheus
+//! cannot aggregate across replicas).
 
 use crate::Error;
 use crate::catalogue::{self, BucketClass, Kind};
@@ -68,22 +66,6 @@ impl Buckets {
             })
             .unwrap_or(BucketClass::Latency);
         self.for_class(class)
-    }
-
-    /// A Prometheus builder with buckets for every catalogue histogram, and
-    /// the latency layout as the default so no histogram ever renders as a
-    /// summary.
-    pub fn prometheus_builder(&self) -> Result<PrometheusBuilder, Error> {
-        self.validate()?;
-        let mut builder = PrometheusBuilder::new().set_buckets(&self.latency).map_err(Error::Prometheus)?;
-        for m in catalogue::ALL {
-            if let Kind::Histogram(class) = m.kind {
-                builder = builder
-                    .set_buckets_for_metric(Matcher::Full(m.name.to_owned()), self.for_class(class))
-                    .map_err(Error::Prometheus)?;
-            }
-        }
-        Ok(builder)
     }
 }
 

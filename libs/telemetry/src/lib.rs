@@ -42,7 +42,9 @@ mod testing;
 
 pub use buckets::Buckets;
 pub use cluster::{BreakerState, ClusterGauges, EndpointState, RetryReason};
-pub use exporter::{BuildInfo, ExporterKind, MetricsConfig, Telemetry, install, install_with_env};
+pub use exporter::{
+    BuildInfo, ExporterKind, MetricsConfig, MetricsHandle, MetricsRecorder, Telemetry, install, install_with_env,
+};
 pub use grpc::{GrpcCatalogue, GrpcCode, GrpcMetrics, GrpcMetricsLayer, GrpcType};
 pub use http::{HttpMetrics, HttpMetricsLayer, RouteLabel};
 pub use rejections::{AuthorizationLatency, RejectReason, Rejections};
@@ -71,9 +73,6 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
-    /// The Prometheus exporter refused its configuration.
-    #[error("prometheus exporter: {0}")]
-    Prometheus(#[source] metrics_exporter_prometheus::BuildError),
     /// Another metrics recorder was installed first.
     #[error("a global metrics recorder is already installed")]
     AlreadyInstalled,

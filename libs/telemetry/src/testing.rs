@@ -7,16 +7,15 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::Buckets;
+use crate::exporter::MetricsRecorder;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use metrics_exporter_prometheus::PrometheusRecorder;
 
-use crate::Buckets;
-
-/// A Prometheus recorder with the production bucket layouts.
-pub(crate) fn recorder() -> PrometheusRecorder {
-    Buckets::default().prometheus_builder().expect("default buckets are valid").build_recorder()
+/// A recorder with the production bucket layouts.
+pub(crate) fn recorder() -> MetricsRecorder {
+    MetricsRecorder::new(&Buckets::default()).expect("default buckets are valid")
 }
 
 /// The value of the sample written exactly as `series` (name and labels).

@@ -15,7 +15,7 @@ pub fn metrics_config(cfg: &Config) -> MetricsConfig {
     if let Some(latency) = &cfg.metrics.duration_buckets {
         buckets.latency = latency.clone();
     }
-    MetricsConfig { buckets, ..MetricsConfig::default() }
+    MetricsConfig { buckets }
 }
 
 /// Every series dashboards and alerts need, for this config.

@@ -5,11 +5,11 @@
 
 use std::io::Write;
 
-use metrics_exporter_prometheus::PrometheusHandle;
+use super::store::Store;
 
 /// Writes one snapshot, framed so a reader can tell where it starts and ends.
-pub(crate) fn write_snapshot(handle: &PrometheusHandle, out: &mut impl Write) -> std::io::Result<()> {
-    let text = handle.render();
+pub(crate) fn write_snapshot(store: &Store, out: &mut impl Write) -> std::io::Result<()> {
+    let text = store.render();
     writeln!(out, "# gatehouse metrics snapshot")?;
     out.write_all(text.as_bytes())?;
     writeln!(out, "# end of snapshot")?;
@@ -19,15 +19,15 @@ pub(crate) fn write_snapshot(handle: &PrometheusHandle, out: &mut impl Write) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use metrics_exporter_prometheus::PrometheusBuilder;
+    use crate::Buckets;
+    use crate::exporter::store::MetricsRecorder;
 
     #[test]
     fn writes_the_prometheus_text_between_markers() {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
+        let recorder = MetricsRecorder::new(&Buckets::default()).expect("default buckets are valid");
         metrics::with_local_recorder(&recorder, || metrics::counter!("gateway_ready_total").increment(3));
         let mut out = Vec::new();
-        assert!(write_snapshot(&handle, &mut out).is_ok());
+        assert!(write_snapshot(&recorder.0, &mut out).is_ok());
         let text = String::from_utf8(out).unwrap_or_default();
         let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(

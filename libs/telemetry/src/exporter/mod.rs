@@ -1,37 +1,40 @@
 //! Exporter selection by `OTEL_METRICS_EXPORTER` and the background work
 //! each exporter needs.
 //!
-//! - `prometheus` (default): a Prometheus recorder; the gateway serves
-//!   [`Telemetry::render`] as `/metrics` on the admin port, or on
-//!   [`Telemetry::dedicated_listener`] when `OTEL_EXPORTER_PROMETHEUS_HOST`
-//!   or `_PORT` is set. Upkeep drains histogram samples every few seconds
-//!   so memory stays bounded even if nobody scrapes.
+//! - `prometheus` (default): the gateway serves [`Telemetry::render`] as
+//!   `/metrics` on the admin port, or on [`Telemetry::dedicated_listener`]
+//!   when `OTEL_EXPORTER_PROMETHEUS_HOST` or `_PORT` is set.
 //! - `otlp`: periodic OTLP/HTTP protobuf push (see `otlp`).
 //! - `console`: the Prometheus text on stderr at each export interval.
 //! - `none`: no recorder; every handle is a no-op and nothing is served.
 //!
-//! Every exporter but `none` also records `gateway_build_info`,
+//! Every exporter but `none` records into one [`MetricsRecorder`], whose
+//! memory is bounded by the number of series (see `store`), and also
+//! records `gateway_build_info`,
 //! `gateway_start_time_seconds` and the `process_*` metrics, which are
 //! collected right before each render or push.
 
 mod console;
 pub mod env;
 mod otlp;
+mod store;
+mod text;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use metrics_process::Collector;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 pub use env::{Lookup, OtlpSettings, Settings};
 pub use otlp::PushError;
+pub use store::{MetricsHandle, MetricsRecorder};
 
 use crate::{Buckets, Error, catalogue, state};
-use otlp::{OtlpRecorder, Pusher};
+use otlp::Pusher;
+use store::Store;
 
 /// Which exporter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,21 +62,10 @@ impl ExporterKind {
 }
 
 /// Metrics settings from the config file (the environment picks the exporter).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricsConfig {
     /// Histogram bucket layouts.
     pub buckets: Buckets,
-    /// How often the Prometheus exporter drains histogram samples. The
-    /// exporter keeps every sample recorded since the last drain, so this
-    /// bounds that memory: at 50,000 requests/s, one second of samples is
-    /// about 1 MiB.
-    pub upkeep_interval: Duration,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self { buckets: Buckets::default(), upkeep_interval: Duration::from_secs(1) }
-    }
 }
 
 /// The running build, for `gateway_build_info` and `service.version`.
@@ -89,7 +81,8 @@ pub struct BuildInfo {
 #[derive(Debug)]
 pub struct Telemetry {
     settings: Settings,
-    prometheus: Option<PrometheusHandle>,
+    /// What every exporter but `none` records into.
+    store: Option<Arc<Store>>,
     pusher: Option<Arc<Pusher>>,
     process: Collector,
     tasks: Vec<JoinHandle<()>>,
@@ -105,33 +98,26 @@ pub fn install(cfg: &MetricsConfig, build: &BuildInfo) -> Result<Telemetry, Erro
 /// [`install`], reading variables through `env`.
 pub fn install_with_env(cfg: &MetricsConfig, build: &BuildInfo, env: Lookup<'_>) -> Result<Telemetry, Error> {
     let settings = Settings::from_env(env, &build.version)?;
-    cfg.buckets.validate()?;
+    let recorder = MetricsRecorder::new(&cfg.buckets)?;
     let kind = settings.kind();
     if kind != ExporterKind::None && tokio::runtime::Handle::try_current().is_err() {
         return Err(Error::NoRuntime(kind.as_str()));
     }
-    let mut telemetry =
-        Telemetry { settings, prometheus: None, pusher: None, process: Collector::default(), tasks: vec![] };
-    match &telemetry.settings {
-        Settings::Prometheus { .. } | Settings::Console { .. } => {
-            let recorder = cfg.buckets.prometheus_builder()?.build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).map_err(|_| Error::AlreadyInstalled)?;
-            telemetry.prometheus = Some(handle);
-        }
-        Settings::Otlp(otlp) => {
-            let recorder = OtlpRecorder::new(&cfg.buckets);
-            let pusher = Pusher::new(Arc::clone(&recorder.0), otlp.clone());
-            metrics::set_global_recorder(recorder).map_err(|_| Error::AlreadyInstalled)?;
-            telemetry.pusher = Some(Arc::new(pusher));
-        }
-        Settings::None => return Ok(telemetry),
+    let mut telemetry = Telemetry { settings, store: None, pusher: None, process: Collector::default(), tasks: vec![] };
+    if kind == ExporterKind::None {
+        return Ok(telemetry);
     }
+    let store = Arc::clone(&recorder.0);
+    metrics::set_global_recorder(recorder).map_err(|_| Error::AlreadyInstalled)?;
+    if let Settings::Otlp(otlp) = &telemetry.settings {
+        telemetry.pusher = Some(Arc::new(Pusher::new(Arc::clone(&store), otlp.clone())));
+    }
+    telemetry.store = Some(store);
     catalogue::describe_all();
     telemetry.process.describe();
     telemetry.process.collect();
     state::record_build(&build.version, &build.commit);
-    telemetry.spawn_tasks(cfg.upkeep_interval);
+    telemetry.spawn_tasks();
     Ok(telemetry)
 }
 
@@ -144,9 +130,9 @@ impl Telemetry {
     /// The `/metrics` body, with fresh `process_*` values. `None` unless
     /// the exporter is `prometheus`: the other exporters serve nothing.
     pub fn render(&self) -> Option<String> {
-        let handle = self.prometheus.as_ref().filter(|_| self.kind() == ExporterKind::Prometheus)?;
+        let store = self.store.as_ref().filter(|_| self.kind() == ExporterKind::Prometheus)?;
         self.process.collect();
-        Some(handle.render())
+        Some(store.render())
     }
 
     /// Where to serve `/metrics` instead of the admin port, when
@@ -165,21 +151,18 @@ impl Telemetry {
         if let Some(pusher) = &self.pusher {
             return pusher.push().await;
         }
-        if let (Settings::Console { .. }, Some(handle)) = (&self.settings, &self.prometheus) {
-            let _ = console::write_snapshot(handle, &mut std::io::stderr().lock());
+        if let (Settings::Console { .. }, Some(store)) = (&self.settings, &self.store) {
+            let _ = console::write_snapshot(store, &mut std::io::stderr().lock());
         }
         Ok(())
     }
 
-    fn spawn_tasks(&mut self, upkeep: Duration) {
-        if let Some(handle) = self.prometheus.clone() {
-            self.tasks.push(every(upkeep, move || handle.run_upkeep()));
-        }
-        if let (Settings::Console { interval }, Some(handle)) = (&self.settings, self.prometheus.clone()) {
+    fn spawn_tasks(&mut self) {
+        if let (Settings::Console { interval }, Some(store)) = (&self.settings, self.store.clone()) {
             let process = self.process.clone();
             self.tasks.push(every(*interval, move || {
                 process.collect();
-                let _ = console::write_snapshot(&handle, &mut std::io::stderr().lock());
+                let _ = console::write_snapshot(&store, &mut std::io::stderr().lock());
             }));
         }
         if let Some(pusher) = self.pusher.clone() {

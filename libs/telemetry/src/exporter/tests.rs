@@ -21,7 +21,7 @@ fn exporters_that_need_tasks_refuse_to_start_outside_a_runtime() {
 
 #[test]
 fn bad_buckets_are_refused_before_anything_is_installed() {
-    let cfg = MetricsConfig { buckets: Buckets { latency: vec![], ..Buckets::default() }, ..MetricsConfig::default() };
+    let cfg = MetricsConfig { buckets: Buckets { latency: vec![], ..Buckets::default() } };
     let err = install_with_env(&cfg, &build(), &|_| None).err().map(|e| e.to_string());
     assert_eq!(err.as_deref(), Some("metrics.buckets.latency: must not be empty"));
 }

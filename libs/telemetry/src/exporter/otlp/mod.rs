@@ -4,7 +4,7 @@
 //! (values are cumulative), so nothing is queued.
 
 mod proto;
-mod recorder;
+mod snapshot;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
 
-pub(crate) use recorder::{OtlpRecorder, Store};
+use super::store::Store;
 
 use super::env::OtlpSettings;
 
@@ -103,7 +103,7 @@ pub(crate) fn encode(store: &Store, resource: &[(String, String)], now: SystemTi
                     name: env!("CARGO_PKG_NAME").to_owned(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                 }),
-                metrics: store.snapshot(now),
+                metrics: snapshot::snapshot(store, now),
             }],
         }],
     };

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::proto::{Data, ExportMetricsServiceRequest, Value};
 use super::*;
 use crate::Buckets;
+use crate::exporter::store::MetricsRecorder;
 
 fn metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> &'a Data {
     req.resource_metrics[0].scope_metrics[0]
@@ -21,7 +22,7 @@ fn metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> &'a Data {
 
 #[test]
 fn a_snapshot_encodes_counters_gauges_and_fixed_bucket_histograms() {
-    let recorder = OtlpRecorder::new(&Buckets::default());
+    let recorder = MetricsRecorder::new(&Buckets::default()).expect("default buckets are valid");
     metrics::with_local_recorder(&recorder, || {
         crate::catalogue::describe_all();
         metrics::counter!("gateway_http_requests_total", "route" => "echo", "method" => "GET", "code" => "200")
@@ -98,7 +99,7 @@ async fn a_push_reaches_an_otlp_http_receiver() {
         let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
     });
 
-    let recorder = OtlpRecorder::new(&Buckets::default());
+    let recorder = MetricsRecorder::new(&Buckets::default()).expect("default buckets are valid");
     metrics::with_local_recorder(&recorder, || {
         metrics::counter!("gateway_requests_rejected_total", "reason" => "no_route").increment(2)
     });
@@ -132,7 +133,10 @@ async fn a_refused_push_is_an_error_not_a_panic() {
         interval: Duration::from_secs(60),
         resource: vec![],
     };
-    let pusher = Pusher::new(Arc::clone(&OtlpRecorder::new(&Buckets::default()).0), settings);
+    let pusher = Pusher::new(
+        Arc::clone(&MetricsRecorder::new(&Buckets::default()).expect("default buckets are valid").0),
+        settings,
+    );
     let err = pusher.push().await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.starts_with("sending to http://127.0.0.1:1/v1/metrics"), "{err}");
 }
