@@ -122,8 +122,11 @@ fn push_timestamp(out: &mut String, now: SystemTime) {
 /// Appends `.NNN`: `n` (below 1000) as three digits after a dot.
 #[inline(always)]
 fn push_dot_three_digits(out: &mut String, n: u32) {
-    let digits = [b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
-    out.push_str(std::str::from_utf8(&digits).unwrap_or(".000"));
+    // Pushed as chars: ASCII digits need no UTF-8 validation of a slice.
+    out.push('.');
+    for d in [n / 100 % 10, n / 10 % 10, n % 10] {
+        out.push(char::from(b'0' + d as u8));
+    }
 }
 
 /// Appends the decimal digits of `n` without going through `fmt`.
@@ -242,18 +245,7 @@ pub fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
 /// characters. Most values (paths, ids, names) need no escaping: one table
 /// lookup per byte, then one copy.
 fn write_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    const ESCAPED: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut b = 0;
-        while b < 0x20 {
-            t[b] = true;
-            b += 1;
-        }
-        t[b'"' as usize] = true;
-        t[b'\\' as usize] = true;
-        t
-    };
-    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+    if !needs_escape(s.as_bytes()) {
         return out.write_str(s);
     }
     let mut start = 0;
@@ -277,6 +269,42 @@ fn write_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
         start = i + 1;
     }
     out.write_str(&s[start..])
+}
+
+/// Bytes JSON strings must escape: control characters, `"` and `\\`.
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Whether any byte of `s` is in [`ESCAPED`], eight bytes per step: a
+/// byte below 0x20 borrows out of its lane when 0x20 is subtracted, and a
+/// `"` or `\\` becomes zero when xored with itself. Either sets the lane's
+/// high bit, unless the byte itself had it (UTF-8 beyond ASCII, never
+/// escaped). A lane can also light up from a borrow out of a lower one
+/// that did; that only ever repeats a `true`.
+fn needs_escape(s: &[u8]) -> bool {
+    const LANES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(LANES * u64::from(n)) & !x;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let hits = below(x, 0x20) | below(x ^ (LANES * u64::from(b'"')), 1) | below(x ^ (LANES * u64::from(b'\\')), 1);
+        if hits & HIGH != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|b| ESCAPED[usize::from(*b)])
 }
 
 /// Writes an event's fields as `,"name":value`; tracing's `message`
@@ -367,6 +395,23 @@ mod tests {
         uint_field(&mut out, "n", 0);
         uint_field(&mut out, "m", 18_446_744_073_709_551_615);
         assert_eq!(out, r#","d":12.005,"n":0,"m":18446744073709551615"#);
+    }
+
+    #[test]
+    fn the_word_at_a_time_check_agrees_with_the_table() {
+        // Every byte value at every position of a 19-byte string (two whole
+        // words and a remainder), among bytes that need no escape.
+        for b in 0..=255u8 {
+            for at in 0..19 {
+                let mut s = *b"abcdefghijklmnopqrs";
+                s[at] = b;
+                assert_eq!(needs_escape(&s), ESCAPED[usize::from(b)], "byte {b:#04x} at {at}");
+            }
+        }
+        // Bytes with the high bit set next to ones just above the limits.
+        assert!(!needs_escape("é ü €#]!\u{7f}ÿ€€€".as_bytes()));
+        assert!(needs_escape("ééé\u{1f}ééé".as_bytes()));
+        assert!(!needs_escape(b""));
     }
 
     #[test]
