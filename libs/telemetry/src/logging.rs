@@ -88,7 +88,8 @@ pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
 /// Starts a JSON line with the fields every line carries, in the order the
 /// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`
 /// (the time, then a [`line_prefix`]). The caller appends `,"key":value`
-/// pairs and then [`end_line`].
+/// pairs (keys as constants, values with [`push_escaped`], [`push_plain`],
+/// [`push_uint`] or [`push_millis`]) and then [`end_line`].
 pub fn begin_line_with(out: &mut String, prefix: &str) {
     out.push_str("{\"time\":\"");
     push_timestamp(out, SystemTime::now());
@@ -131,59 +132,31 @@ fn push_dot_three_digits(out: &mut String, n: u32) {
 
 /// Appends the decimal digits of `n` without going through `fmt`.
 #[inline(always)]
-fn push_u64(out: &mut String, n: u64) {
+pub fn push_uint(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
-/// Appends `,"key":N` for an unsigned integer.
+/// Appends a duration in milliseconds with microsecond precision
+/// (`12.005`), formatted with integer arithmetic.
 #[inline(always)]
-pub fn uint_field(out: &mut String, key: &str, value: u64) {
-    push_key(out, key);
-    push_u64(out, value);
-}
-
-/// Appends `,"key":N.NNN` for a duration in milliseconds with microsecond
-/// precision, formatted with integer arithmetic.
-#[inline(always)]
-pub fn millis_field(out: &mut String, key: &str, elapsed: std::time::Duration) {
+pub fn push_millis(out: &mut String, elapsed: std::time::Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    push_key(out, key);
-    push_u64(out, micros / 1000);
+    push_uint(out, micros / 1000);
     push_dot_three_digits(out, (micros % 1000) as u32);
 }
 
-/// Appends `,"key":"value"` with the value escaped.
-#[inline(always)]
-pub fn str_field(out: &mut String, key: &str, value: &str) {
-    push_key(out, key);
-    out.push('"');
-    push_escaped(out, value);
-    out.push('"');
-}
-
-/// Appends `,"key":"value"` for a value known to need no escaping: names
+/// Appends a value known to need no escaping inside a JSON string: names
 /// the config validated to letters, digits, `-`, `_` and `.`, HTTP method
-/// tokens, IP addresses, fixed strings. Saves the per-byte scan of
-/// [`str_field`] on the request path.
+/// tokens, IP addresses, fixed strings. Saves the scan of [`push_escaped`]
+/// on the request path.
 #[inline(always)]
-pub fn plain_str_field(out: &mut String, key: &str, value: &str) {
-    debug_assert!(!value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'), "{key} value {value:?} needs escaping");
-    push_key(out, key);
-    out.push('"');
+pub fn push_plain(out: &mut String, value: &str) {
+    debug_assert!(!needs_escape(value.as_bytes()), "{value:?} needs escaping");
     out.push_str(value);
-    out.push('"');
-}
-
-/// Appends `,"key":`.
-#[inline(always)]
-fn push_key(out: &mut String, key: &str) {
-    out.push_str(",\"");
-    out.push_str(key);
-    out.push_str("\":");
 }
 
 /// Appends `s` escaped for the inside of a JSON string.
-fn push_escaped(out: &mut String, s: &str) {
+pub fn push_escaped(out: &mut String, s: &str) {
     // Writing to a String cannot fail.
     let _ = write_escaped(out, s);
 }
@@ -391,10 +364,14 @@ mod tests {
         push_timestamp(&mut out, t);
         assert_eq!(out, humantime::format_rfc3339_millis(t).to_string());
         let mut out = String::new();
-        millis_field(&mut out, "d", std::time::Duration::from_micros(12_005));
-        uint_field(&mut out, "n", 0);
-        uint_field(&mut out, "m", 18_446_744_073_709_551_615);
-        assert_eq!(out, r#","d":12.005,"n":0,"m":18446744073709551615"#);
+        push_millis(&mut out, std::time::Duration::from_micros(12_005));
+        out.push(' ');
+        push_millis(&mut out, std::time::Duration::from_micros(7));
+        out.push(' ');
+        push_uint(&mut out, 0);
+        out.push(' ');
+        push_uint(&mut out, 18_446_744_073_709_551_615);
+        assert_eq!(out, "12.005 0.007 0 18446744073709551615");
     }
 
     #[test]
@@ -427,8 +404,9 @@ mod tests {
         let mut nasty: String = (0u8..0x20).map(char::from).collect();
         nasty.push_str("\"\\/é€😀\u{7f}end");
         for value in [nasty.as_str(), "", "plain", "\"", "\\\\"] {
-            let mut out = String::from("{\"x\":1");
-            str_field(&mut out, "v", value);
+            let mut out = String::from("{\"x\":1,\"v\":\"");
+            push_escaped(&mut out, value);
+            out.push('"');
             end_line(&mut out);
             let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
             assert_eq!(v["v"], value, "{out}");

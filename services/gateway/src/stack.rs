@@ -73,6 +73,9 @@ pub struct RequestMeta {
     pub client: Option<ClientAddr>,
     /// The request's id (`x-request-id`, kept or generated).
     pub id: Option<HeaderValue>,
+    /// A gRPC request (by content type), told once for every stage that
+    /// answers in the client's protocol or logs it.
+    pub grpc: bool,
     /// The route that takes the request: the route of the config in force
     /// when the request arrived, even if a reload swaps the table while the
     /// request is in flight.
@@ -123,7 +126,10 @@ pub fn public_service(
 
 fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
     let id = request_id(req.headers());
-    RequestMeta::of(&mut req).id = Some(id);
+    let grpc = is_grpc(&req);
+    let meta = RequestMeta::of(&mut req);
+    meta.id = Some(id);
+    meta.grpc = grpc;
     req
 }
 
@@ -165,7 +171,7 @@ impl Gateway {
         let meta = req.extensions().get::<RequestMeta>();
         let id = meta.and_then(|m| m.id.clone()).unwrap_or_else(|| request_id(req.headers()));
         let route = meta.and_then(|m| m.route.clone());
-        let grpc = is_grpc(&req);
+        let grpc = meta.map_or_else(|| is_grpc(&req), |m| m.grpc);
         let mut identity = None;
         let result = match (hygiene::check(&req, self.limits), &route) {
             (Err(e), _) => Err(e),
