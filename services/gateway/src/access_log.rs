@@ -101,7 +101,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if !self.enabled {
             let req = req.map(|inner| CountBody { inner, bytes: None });
-            return ResponseFuture { inner: self.inner.call(req), entry: None };
+            return ResponseFuture { inner: self.inner.call(req), line: None };
         }
         let meta = req.extensions().get::<RequestMeta>();
         let protocol = if meta.map_or_else(|| is_grpc(&req), |m| m.grpc) {
@@ -126,8 +126,18 @@ where
             bytes_in: bytes_in.clone(),
             sink: self.sink.clone(),
         };
+        // Until a response head arrives, the line says the client went away.
+        let line = Box::new(Line {
+            entry,
+            status: gatehouse_telemetry::http::CLIENT_CLOSED,
+            grpc_code: None,
+            error_type: None,
+            identity: None,
+            bytes_out: 0,
+            empty_body: false,
+        });
         let req = req.map(|inner| CountBody { inner, bytes: bytes_in });
-        ResponseFuture { inner: self.inner.call(req), entry: Some(entry) }
+        ResponseFuture { inner: self.inner.call(req), line: Some(line) }
     }
 }
 
@@ -144,27 +154,20 @@ fn trace_id(v: &HeaderValue) -> Option<HeaderValue> {
 }
 
 pin_project_lite::pin_project! {
-    /// Waits for the response head, then hands the entry to the body.
+    /// Waits for the response head, then hands the line to the body.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        entry: Option<Entry>,
+        // Boxed: the line is a few hundred bytes, and the future and the
+        // body that carry it are moved several times per request.
+        line: Option<Box<Line>>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             // The client went away (or the process is cutting requests at
             // shutdown) before the response head: still one line.
-            if let Some(entry) = this.project().entry.take() {
-                let line = Line {
-                    entry,
-                    status: gatehouse_telemetry::http::CLIENT_CLOSED,
-                    grpc_code: None,
-                    error_type: None,
-                    identity: None,
-                    bytes_out: 0,
-                    empty_body: false,
-                };
+            if let Some(line) = this.project().line.take() {
                 line.write(End::Dropped);
             }
         }
@@ -181,19 +184,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = ready!(this.inner.poll(cx))?;
-        let Some(entry) = this.entry.take() else {
+        let Some(mut line) = this.line.take() else {
             return Poll::Ready(Ok(res.map(|inner| LogBody { inner, line: None })));
         };
         let ext = res.extensions();
-        let line = Line {
-            status: res.status().as_u16(),
-            grpc_code: (entry.protocol == "grpc").then(|| GrpcCode::from_headers(res.headers())).flatten(),
-            error_type: ext.get::<GatewayError>().map(|e| e.code()),
-            identity: ext.get::<IdentityId>().map(|i| Arc::clone(&i.0)),
-            bytes_out: 0,
-            empty_body: res.body().is_end_stream(),
-            entry,
-        };
+        line.status = res.status().as_u16();
+        if line.entry.protocol == "grpc" {
+            line.grpc_code = GrpcCode::from_headers(res.headers());
+        }
+        line.error_type = ext.get::<GatewayError>().map(|e| e.code());
+        line.identity = ext.get::<IdentityId>().map(|i| Arc::clone(&i.0));
+        line.empty_body = res.body().is_end_stream();
         Poll::Ready(Ok(res.map(|inner| LogBody { inner, line: Some(line) })))
     }
 }
@@ -211,7 +212,7 @@ struct Line {
 }
 
 impl Line {
-    fn write(self, ended: End) {
+    fn write(&self, ended: End) {
         let e = &self.entry;
         let grpc_code = match (e.protocol, self.grpc_code, ended) {
             ("grpc", Some(code), _) => Some(code),
@@ -427,7 +428,7 @@ pin_project_lite::pin_project! {
     pub struct LogBody<B> {
         #[pin]
         inner: B,
-        line: Option<Line>,
+        line: Option<Box<Line>>,
     }
 
     impl<B> PinnedDrop for LogBody<B> {
