@@ -4,8 +4,9 @@
 //! Every JSON line has `time` (RFC 3339, UTC), `level`, `service`, `msg` and
 //! `target`, followed by the event's own fields at the top level.
 
+use std::cell::Cell;
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -70,7 +71,7 @@ impl LineSink {
 
 /// Everything of a line's start after the time, for a fixed level, target
 /// and message: rendered once by a writer that starts many such lines with
-/// [`begin_line_with`].
+/// [`begin_line_at`].
 pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
     let mut out = String::with_capacity(64 + target.len() + msg.len());
     out.push_str("\",\"level\":\"");
@@ -89,28 +90,57 @@ pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
 /// subscriber writes them: `{"time":…,"level":…,"service":…,"target":…,"msg":…`
 /// (the time, then a [`line_prefix`]). The caller appends `,"key":value`
 /// pairs (keys as constants, values with [`push_escaped`], [`push_plain`],
-/// [`push_uint`] or [`push_millis`]) and then [`end_line`].
-pub fn begin_line_with(out: &mut String, prefix: &str) {
+/// [`push_uint`] or [`push_millis`]) and then [`end_line`]. The line's
+/// time is the wall-clock time at `now`, so a caller that already read the
+/// monotonic clock (to time a request) reads no clock again.
+pub fn begin_line_at(out: &mut String, prefix: &str, now: Instant) {
     out.push_str("{\"time\":\"");
-    push_timestamp(out, SystemTime::now());
+    push_timestamp(out, since_epoch_at(now));
     out.push_str(prefix);
 }
 
-/// Appends `time` as RFC 3339 UTC with milliseconds. The date and time up
-/// to the second are formatted once per second per thread and reused.
-fn push_timestamp(out: &mut String, now: SystemTime) {
+/// The wall-clock time at `now`, as time since the Unix epoch: a pair of
+/// (monotonic, wall-clock) readings that each thread takes anew every
+/// second, plus the monotonic time since. Within that second the two clocks
+/// drift apart by no more than NTP slews them (microseconds), far below
+/// the millisecond a log line shows.
+fn since_epoch_at(now: Instant) -> Duration {
+    thread_local! {
+        static BASE: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
+    }
+    BASE.with(|base| {
+        if let Some((mono, wall)) = base.get() {
+            let recent = Duration::from_secs(1);
+            match now.checked_duration_since(mono) {
+                Some(after) if after < recent => return wall + after,
+                Some(_) => {}
+                // Read before the base was taken, as a line written late is.
+                None => match mono.checked_duration_since(now) {
+                    Some(before) if before < recent => return wall.saturating_sub(before),
+                    _ => {}
+                },
+            }
+        }
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        base.set(Some((now, wall)));
+        wall
+    })
+}
+
+/// Appends `time` (since the Unix epoch) as RFC 3339 UTC with milliseconds.
+/// The date and time up to the second are formatted once per second per
+/// thread and reused.
+fn push_timestamp(out: &mut String, since: Duration) {
     use std::cell::RefCell;
-    use std::time::UNIX_EPOCH;
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (secs, millis) = (since.as_secs(), since.subsec_millis());
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
             // "YYYY-MM-DDTHH:MM:SS" from humantime, without its "Z".
-            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string();
+            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
             cached.1 = full.trim_end_matches('Z').to_owned();
             cached.0 = secs;
         }
@@ -139,7 +169,7 @@ pub fn push_uint(out: &mut String, n: u64) {
 /// Appends a duration in milliseconds with microsecond precision
 /// (`12.005`), formatted with integer arithmetic.
 #[inline(always)]
-pub fn push_millis(out: &mut String, elapsed: std::time::Duration) {
+pub fn push_millis(out: &mut String, elapsed: Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     push_uint(out, micros / 1000);
     push_dot_three_digits(out, (micros % 1000) as u32);
@@ -161,7 +191,7 @@ pub fn push_escaped(out: &mut String, s: &str) {
     let _ = write_escaped(out, s);
 }
 
-/// Closes a line begun with [`begin_line_with`].
+/// Closes a line begun with [`begin_line_at`].
 pub fn end_line(out: &mut String) {
     out.push_str("}\n");
 }
@@ -359,19 +389,40 @@ mod tests {
 
     #[test]
     fn timestamps_and_numbers_format_like_the_subscriber() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_306_422_053);
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_306_422_053);
         let mut out = String::new();
-        push_timestamp(&mut out, t);
+        push_timestamp(&mut out, Duration::from_millis(1_795_306_422_053));
         assert_eq!(out, humantime::format_rfc3339_millis(t).to_string());
         let mut out = String::new();
-        push_millis(&mut out, std::time::Duration::from_micros(12_005));
+        push_millis(&mut out, Duration::from_micros(12_005));
         out.push(' ');
-        push_millis(&mut out, std::time::Duration::from_micros(7));
+        push_millis(&mut out, Duration::from_micros(7));
         out.push(' ');
         push_uint(&mut out, 0);
         out.push(' ');
         push_uint(&mut out, 18_446_744_073_709_551_615);
         assert_eq!(out, "12.005 0.007 0 18446744073709551615");
+    }
+
+    #[test]
+    fn line_times_follow_the_wall_clock() {
+        let wall = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        // The first call on a thread reads the wall clock; later ones derive
+        // it from the monotonic clock. Both stay within a few ms of it.
+        for _ in 0..3 {
+            let (before, derived, after) = (wall(), since_epoch_at(Instant::now()), wall());
+            let slack = Duration::from_millis(5);
+            assert!(derived + slack >= before && derived <= after + slack, "{before:?} {derived:?} {after:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A reading older than the thread's base is placed before it.
+        let early = Instant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let (later, at_early) = std::thread::spawn(move || (since_epoch_at(Instant::now()), since_epoch_at(early)))
+            .join()
+            .unwrap_or_default();
+        let gap = later.saturating_sub(at_early);
+        assert!(gap >= Duration::from_millis(15) && gap < Duration::from_millis(500), "{at_early:?} {later:?}");
     }
 
     #[test]

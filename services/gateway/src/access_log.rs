@@ -226,6 +226,8 @@ impl Line {
             End::Dropped => Some("client_cancelled"),
             End::Failed => Some("stream_error"),
         });
+        // One clock reading for the duration and the line's time.
+        let now = Instant::now();
         let fields = Fields {
             request_id: e.request_id.as_ref().and_then(validated_text),
             trace_id: e.trace_id.as_ref().and_then(validated_text),
@@ -237,14 +239,14 @@ impl Line {
             status: self.status,
             grpc_code: grpc_code.map(GrpcCode::as_str),
             upstream: e.upstream.as_deref(),
-            elapsed: e.start.elapsed(),
+            elapsed: now.saturating_duration_since(e.start),
             bytes_in: e.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
             client_ip: e.client_ip.as_ref().and_then(validated_text),
             error_type,
         };
         match &e.sink {
-            Some(sink) => fields.write_to(sink),
+            Some(sink) => fields.write_to(sink, now),
             None => fields.trace(),
         }
     }
@@ -281,7 +283,7 @@ impl Fields<'_> {
     /// The hot path: the JSON line built in one buffer and queued, in the
     /// same shape the subscriber writes, without tracing's dispatch and
     /// per-field visitor.
-    fn write_to(&self, sink: &LineSink) {
+    fn write_to(&self, sink: &LineSink, now: Instant) {
         thread_local! {
             // One line buffer per thread, reused: no allocation per line.
             static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -289,7 +291,7 @@ impl Fields<'_> {
         // Rendering logs nothing, so the buffer is never borrowed twice.
         LINE.with_borrow_mut(|out| {
             out.clear();
-            self.render(out);
+            self.render(out, now);
             sink.write_line(out);
             if out.capacity() > 64 * 1024 {
                 // A huge path once must not pin a huge buffer.
@@ -298,10 +300,8 @@ impl Fields<'_> {
         });
     }
 
-    fn render(&self, out: &mut String) {
-        use gatehouse_telemetry::logging::{
-            begin_line_with, end_line, push_escaped, push_millis, push_plain, push_uint,
-        };
+    fn render(&self, out: &mut String, now: Instant) {
+        use gatehouse_telemetry::logging::{begin_line_at, end_line, push_escaped, push_millis, push_plain, push_uint};
         // Level, service, target and message never change: rendered once.
         static PREFIX: LazyLock<String> =
             LazyLock::new(|| gatehouse_telemetry::logging::line_prefix(&tracing::Level::INFO, "access", "request"));
@@ -313,14 +313,15 @@ impl Fields<'_> {
                 $out.push('"');
             }};
         }
-        begin_line_with(out, &PREFIX);
+        begin_line_at(out, &PREFIX, now);
         // Each key is one constant together with the punctuation around it,
         // and the fields every line has run together, so a line is a few
-        // dozen copies. Only the request id, the identity and the path can
-        // hold what a client chose; every other value is a method token, a
-        // name the config validated, a fixed string, hex digits or an IP.
+        // dozen copies. Only the identity and the path can hold what a
+        // client chose; every other value is a request id without quotes or
+        // backslashes, a method token, a name the config validated, a fixed
+        // string, hex digits or an IP.
         if let Some(v) = self.request_id {
-            string_field!(out, "request_id", v, push_escaped);
+            string_field!(out, "request_id", v, push_plain);
         }
         if let Some(v) = self.trace_id {
             string_field!(out, "trace_id", v, push_plain);

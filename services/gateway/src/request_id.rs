@@ -10,11 +10,12 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
 
 /// The id for this request: the client's, if it is 1–128 visible ASCII
-/// characters, else a fresh random 128-bit id in hex.
+/// characters other than `"` and `\`, else a fresh random 128-bit id in
+/// hex. Either way it goes into JSON (log lines, error bodies) as it is.
 pub fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic()) {
+        if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\')) {
             return v.clone();
         }
     }
@@ -43,6 +44,10 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
         assert_eq!(request_id(&h).len(), 32);
+        for quoted in ["a\"b", "a\\b"] {
+            h.insert(&X_REQUEST_ID, HeaderValue::from_static(quoted));
+            assert_eq!(request_id(&h).len(), 32, "{quoted}");
+        }
         h.insert(&X_REQUEST_ID, HeaderValue::from_str(&"x".repeat(200)).expect("valid"));
         assert_eq!(request_id(&h).len(), 32);
         assert_ne!(generate(), generate());
