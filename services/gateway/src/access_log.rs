@@ -21,7 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use crate::error::GatewayError;
-use crate::stack::{RequestMeta, is_grpc};
+use crate::stack::RequestMeta;
 
 /// The authenticated principal; set by the auth stage on responses.
 #[derive(Clone, Debug)]
@@ -104,7 +104,7 @@ where
             return ResponseFuture { inner: self.inner.call(req), line: None };
         }
         let meta = req.extensions().get::<RequestMeta>();
-        let protocol = if meta.map_or_else(|| is_grpc(&req), |m| m.grpc) {
+        let protocol = if RequestMeta::is_grpc(&req) {
             "grpc"
         } else if req.version() == Version::HTTP_2 {
             "http2"
@@ -119,7 +119,11 @@ where
             uri: req.uri().clone(),
             protocol,
             request_id: meta.and_then(|m| m.id.clone()),
-            trace_id: req.headers().get(&TRACEPARENT).and_then(trace_id),
+            trace_id: match meta.and_then(|m| m.head.as_ref()) {
+                Some(head) => head.traceparent.as_ref(),
+                None => req.headers().get(&TRACEPARENT),
+            }
+            .and_then(trace_id),
             route: route.map(|r| r.label.clone()),
             upstream: route.map(|r| Arc::clone(&r.cluster.name)),
             client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),

@@ -14,6 +14,7 @@ use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
 use crate::error::GatewayError;
+use crate::head::{Field, Head};
 use crate::router::Route;
 
 /// The header upstreams read the authenticated principal from.
@@ -38,8 +39,18 @@ impl Auth {
     /// the upstream. Returns the identity when a valid key was presented,
     /// even when it is then refused for lacking a scope (the access line
     /// names who was refused), and the verdict.
-    pub fn check(&self, route: &Route, headers: &mut HeaderMap) -> (Option<Identity>, Result<(), GatewayError>) {
-        let (identity, verdict) = if route.auth.required || presented_key(headers).is_some() {
+    ///
+    /// `head`, when the first stage scanned one, says which of the key and
+    /// identity headers the client sent; the others are not looked up.
+    pub fn check(
+        &self,
+        route: &Route,
+        headers: &mut HeaderMap,
+        head: Option<&Head>,
+    ) -> (Option<Identity>, Result<(), GatewayError>) {
+        let sent = |field| head.is_none_or(|h| h.has(field));
+        let may_present = sent(Field::Authorization) || sent(Field::ApiKey);
+        let (identity, verdict) = if route.auth.required || (may_present && presented_key(headers).is_some()) {
             let started = Instant::now();
             let decided = self.decide(route, headers);
             self.latency.record(started.elapsed());
@@ -50,9 +61,15 @@ impl Auth {
         };
         // Whatever the outcome, clients cannot speak for the gateway, and
         // gateway keys stay at the gateway.
-        headers.remove(&X_GATEHOUSE_IDENTITY);
-        headers.remove(&X_API_KEY);
-        if presented_bearer(headers).is_some_and(|k| k.starts_with(gatehouse_store::key_format::PREFIX)) {
+        if sent(Field::Identity) {
+            headers.remove(&X_GATEHOUSE_IDENTITY);
+        }
+        if sent(Field::ApiKey) {
+            headers.remove(&X_API_KEY);
+        }
+        if sent(Field::Authorization)
+            && presented_bearer(headers).is_some_and(|k| k.starts_with(gatehouse_store::key_format::PREFIX))
+        {
             headers.remove(AUTHORIZATION);
         }
         if let (Some(identity), Ok(())) = (&identity, &verdict) {

@@ -5,6 +5,7 @@
 use http::{Request, Version, header};
 
 use crate::error::GatewayError;
+use crate::head::Head;
 
 /// Edge limits on a request head.
 #[derive(Clone, Copy, Debug)]
@@ -16,9 +17,10 @@ pub struct HeadLimits {
 }
 
 /// Rejects a request head the gateway will not forward.
-pub fn check<B>(req: &Request<B>, limits: HeadLimits) -> Result<(), GatewayError> {
+/// `head`, when the first stage scanned one, already counted the `Host`s.
+pub fn check<B>(req: &Request<B>, limits: HeadLimits, head: Option<&Head>) -> Result<(), GatewayError> {
     let headers = req.headers();
-    let hosts = headers.get_all(header::HOST).iter().count();
+    let hosts = head.map_or_else(|| headers.get_all(header::HOST).iter().count(), |h| h.hosts);
     // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one,
     // gets 400. HTTP/2 carries :authority instead and may omit Host.
     if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
@@ -50,23 +52,30 @@ mod tests {
         b.body(()).unwrap_or_default()
     }
 
+    /// The verdict with and without a head scan, which must agree.
+    fn verdict(req: &Request<()>, limits: HeadLimits) -> Result<(), GatewayError> {
+        let scanned = check(req, limits, Some(&Head::scan(req.headers())));
+        assert_eq!(scanned, check(req, limits, None), "{req:?}");
+        scanned
+    }
+
     #[test]
     fn host_rules() {
-        assert_eq!(check(&req(Version::HTTP_11, &[("host", "a")]), LIMITS), Ok(()));
-        assert_eq!(check(&req(Version::HTTP_11, &[]), LIMITS), Err(GatewayError::BadRequest));
+        assert_eq!(verdict(&req(Version::HTTP_11, &[("host", "a")]), LIMITS), Ok(()));
+        assert_eq!(verdict(&req(Version::HTTP_11, &[]), LIMITS), Err(GatewayError::BadRequest));
         assert_eq!(
-            check(&req(Version::HTTP_11, &[("host", "a"), ("host", "b")]), LIMITS),
+            verdict(&req(Version::HTTP_11, &[("host", "a"), ("host", "b")]), LIMITS),
             Err(GatewayError::BadRequest)
         );
-        assert_eq!(check(&req(Version::HTTP_10, &[]), LIMITS), Ok(()));
-        assert_eq!(check(&req(Version::HTTP_2, &[]), LIMITS), Ok(()));
+        assert_eq!(verdict(&req(Version::HTTP_10, &[]), LIMITS), Ok(()));
+        assert_eq!(verdict(&req(Version::HTTP_2, &[]), LIMITS), Ok(()));
     }
 
     #[test]
     fn header_limits() {
         let many = [("host", "a"), ("a", "1"), ("b", "1"), ("c", "1")];
-        assert_eq!(check(&req(Version::HTTP_11, &many), LIMITS), Err(GatewayError::HeadersTooLarge));
+        assert_eq!(verdict(&req(Version::HTTP_11, &many), LIMITS), Err(GatewayError::HeadersTooLarge));
         let big = "x".repeat(100);
-        assert_eq!(check(&req(Version::HTTP_2, &[("a", &big)]), LIMITS), Err(GatewayError::HeadersTooLarge));
+        assert_eq!(verdict(&req(Version::HTTP_2, &[("a", &big)]), LIMITS), Err(GatewayError::HeadersTooLarge));
     }
 }

@@ -14,6 +14,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod head;
 pub mod headers;
 pub mod hygiene;
 pub mod proxy;

@@ -13,6 +13,7 @@ use http_body::Body;
 use crate::body::{BoxError, ClientFault, GatewayBody, RequestBody};
 use crate::config::Protocol;
 use crate::error::GatewayError;
+use crate::head::{Field, Head};
 use crate::headers::strip_hop_by_hop;
 use crate::request_id::X_REQUEST_ID;
 use crate::router::Route;
@@ -28,21 +29,25 @@ pub async fn forward<B>(
     route: &Route,
     req: Request<B>,
     request_id: &HeaderValue,
+    head: Option<&Head>,
 ) -> Result<Response<GatewayBody>, GatewayError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = req.into_parts();
+    // What the head scan did not see is not looked up.
+    let sent = |field| head.is_none_or(|h| h.has(field));
 
     // A declared length over the limit is refused before anything goes upstream;
     // a chunked body is counted as it streams (see `RequestBody`).
-    let declared =
-        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = sent(Field::ContentLength)
+        .then(|| parts.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok())
+        .flatten();
     if declared.is_some_and(|len| len > route.max_body_bytes) {
         return Err(GatewayError::BodyTooLarge);
     }
-    let timeout = deadline(route.timeout, &parts.headers);
+    let timeout = if sent(Field::GrpcTimeout) { deadline(route.timeout, &parts.headers) } else { route.timeout };
 
     let guard = route.cluster.pick().ok_or(GatewayError::UpstreamUnavailable)?;
     let endpoint = guard.endpoint();
@@ -59,12 +64,15 @@ where
     uri.path_and_query = Some(path);
     parts.uri = Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?;
 
-    strip_hop_by_hop(&mut parts.headers);
+    if sent(Field::HopByHop) {
+        strip_hop_by_hop(&mut parts.headers);
+    }
     match route.cluster.protocol {
         Protocol::Http1 => {
             parts.version = Version::HTTP_11;
             // HTTP/2 clients name the host in :authority; HTTP/1 upstreams want Host.
-            if !parts.headers.contains_key(header::HOST) {
+            let has_host = head.map_or_else(|| parts.headers.contains_key(header::HOST), |h| h.hosts > 0);
+            if !has_host {
                 if let Some(a) = original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                     parts.headers.insert(header::HOST, a);
                 }
@@ -78,7 +86,7 @@ where
     }
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());
     if let Some(client) = parts.extensions.get::<RequestMeta>().and_then(|m| m.client.as_ref()) {
-        append_forwarded_for(&mut parts.headers, &client.ip);
+        append_forwarded_for(&mut parts.headers, &client.ip, sent(Field::ForwardedFor));
     }
     parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 
@@ -109,8 +117,10 @@ where
     }
 }
 
-fn append_forwarded_for(headers: &mut http::HeaderMap, ip: &HeaderValue) {
-    let value = match headers.get(&X_FORWARDED_FOR) {
+/// Adds the client to `x-forwarded-for`; `sent` says whether the client
+/// sent one to append to.
+fn append_forwarded_for(headers: &mut http::HeaderMap, ip: &HeaderValue, sent: bool) {
+    let value = match sent.then(|| headers.get(&X_FORWARDED_FOR)).flatten() {
         // The common case: no proxy in front, nothing to format.
         None => ip.clone(),
         Some(prev) => {
@@ -175,8 +185,8 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = http::HeaderMap::new();
-        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.1"));
-        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.2"));
+        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.1"), false);
+        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.2"), true);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
     }
 }

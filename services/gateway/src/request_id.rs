@@ -13,7 +13,12 @@ const MAX_LEN: usize = 128;
 /// characters other than `"` and `\`, else a fresh random 128-bit id in
 /// hex. Either way it goes into JSON (log lines, error bodies) as it is.
 pub fn request_id(headers: &http::HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+    kept_or_generated(headers.get(&X_REQUEST_ID))
+}
+
+/// [`request_id`] for the client's `x-request-id` value, when it sent one.
+pub fn kept_or_generated(client: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = client {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\')) {
             return v.clone();

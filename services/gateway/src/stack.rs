@@ -4,7 +4,9 @@
 //! ```text
 //! accept.rs       connection cap, HTTP/1 parser limits, header-read and idle timeouts;
 //!                 puts the client's address in the request
-//!   → request id  first: every later stage, log line and error body names the request
+//!   → head, request id  first: one scan of the header names answers what later stages
+//!                 would look up (head.rs); every later stage, log line and error body
+//!                 names the request
 //!   → route match annotates the request with its route before telemetry, so metrics and
 //!                 logs are labelled by route name (never the raw path); rejects nothing yet
 //!   → access log  (access_log.rs) one line per request, outermost so every answer,
@@ -34,9 +36,10 @@ use crate::access_log::{AccessLogLayer, IdentityId, LogBody};
 use crate::auth::Auth;
 use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
+use crate::head::Head;
 use crate::hygiene::{self, HeadLimits};
 use crate::proxy;
-use crate::request_id::{X_REQUEST_ID, request_id};
+use crate::request_id::{self, X_REQUEST_ID, request_id};
 use crate::router::{Route, Router};
 use crate::telemetry::reject_reason;
 use gatehouse_telemetry::grpc as grpc_metrics;
@@ -73,9 +76,9 @@ pub struct RequestMeta {
     pub client: Option<ClientAddr>,
     /// The request's id (`x-request-id`, kept or generated).
     pub id: Option<HeaderValue>,
-    /// A gRPC request (by content type), told once for every stage that
-    /// answers in the client's protocol or logs it.
-    pub grpc: bool,
+    /// What the client's head holds; taken by the gateway's own stages
+    /// once the telemetry layers have read it.
+    pub head: Option<Head>,
     /// The route that takes the request: the route of the config in force
     /// when the request arrived, even if a reload swaps the table while the
     /// request is in flight.
@@ -86,6 +89,15 @@ impl RequestMeta {
     /// The request's metadata, created empty if no stage has set any yet.
     pub fn of<B>(req: &mut Request<B>) -> &mut Self {
         req.extensions_mut().get_or_insert_default::<Self>()
+    }
+
+    /// Whether this is a gRPC request: from the head scan, or from the
+    /// headers for a request that did not pass the first stage.
+    pub fn is_grpc<B>(req: &Request<B>) -> bool {
+        match req.extensions().get::<Self>().and_then(|m| m.head.as_ref()) {
+            Some(head) => head.grpc,
+            None => is_grpc(req),
+        }
     }
 
     /// The route's metric label, for the HTTP RED layer.
@@ -109,7 +121,7 @@ pub fn public_service(
 + 'static {
     let router = Arc::clone(&gateway);
     ServiceBuilder::new()
-        .map_request(assign_request_id)
+        .map_request(read_head)
         .map_request(move |req| router.annotate_route(req))
         .layer(access_log)
         // HTTP and gRPC RED metrics each pass the other's requests through.
@@ -124,12 +136,12 @@ pub fn public_service(
         })
 }
 
-fn assign_request_id<B>(mut req: Request<B>) -> Request<B> {
-    let id = request_id(req.headers());
-    let grpc = is_grpc(&req);
+fn read_head<B>(mut req: Request<B>) -> Request<B> {
+    let head = Head::scan(req.headers());
+    let id = request_id::kept_or_generated(head.request_id.as_ref());
     let meta = RequestMeta::of(&mut req);
     meta.id = Some(id);
-    meta.grpc = grpc;
+    meta.head = Some(head);
     req
 }
 
@@ -168,20 +180,23 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let meta = req.extensions().get::<RequestMeta>();
-        let id = meta.and_then(|m| m.id.clone()).unwrap_or_else(|| request_id(req.headers()));
-        let route = meta.and_then(|m| m.route.clone());
-        let grpc = meta.map_or_else(|| is_grpc(&req), |m| m.grpc);
+        let grpc = RequestMeta::is_grpc(&req);
+        let meta = req.extensions_mut().get_mut::<RequestMeta>();
+        let id = meta.as_ref().and_then(|m| m.id.clone());
+        let route = meta.as_ref().and_then(|m| m.route.clone());
+        // The telemetry layers are done with the head; the stages below take it.
+        let head = meta.and_then(|m| m.head.take());
+        let id = id.unwrap_or_else(|| request_id(req.headers()));
         let mut identity = None;
-        let result = match (hygiene::check(&req, self.limits), &route) {
+        let result = match (hygiene::check(&req, self.limits, head.as_ref()), &route) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(GatewayError::NoRoute),
             (Ok(()), Some(route)) => {
-                let (who, verdict) = self.auth.check(route, req.headers_mut());
+                let (who, verdict) = self.auth.check(route, req.headers_mut(), head.as_ref());
                 identity = who;
                 match verdict {
                     Err(e) => Err(e),
-                    Ok(()) => proxy::forward(route, req, &id).await,
+                    Ok(()) => proxy::forward(route, req, &id, head.as_ref()).await,
                 }
             }
         };
