@@ -26,6 +26,8 @@ struct Small {
     trailers: Option<HeaderMap>,
 }
 
+impl gatehouse_telemetry::UpstreamTimed for Small {}
+
 impl Body for Small {
     type Data = Bytes;
     type Error = Infallible;

@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 pub use route::RouteLabel;
 
 use crate::grpc::is_grpc;
-use crate::upstream::UpstreamElapsed;
+use crate::upstream::UpstreamTimed;
 use route::method_index;
 
 /// The `route` value of requests that matched no route.
@@ -84,6 +84,7 @@ pub struct HttpMetrics<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpMetrics<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: UpstreamTimed,
 {
     type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
@@ -130,6 +131,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: UpstreamTimed,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -142,7 +144,7 @@ where
                 if let Some(call) = call.as_mut() {
                     let elapsed = call.start.elapsed();
                     // Responses the gateway wrote itself carry no upstream time: all of it is overhead.
-                    let upstream = res.extensions().get::<UpstreamElapsed>().map_or(Duration::ZERO, |u| u.0);
+                    let upstream = res.body().upstream_elapsed().unwrap_or(Duration::ZERO);
                     call.route.overhead().record(elapsed.saturating_sub(upstream).as_secs_f64());
                     call.code = res.status().as_u16();
                 }

@@ -20,9 +20,10 @@
 //!   request metadata ([`HttpMetricsLayer::route_from`]), so route matching, which has no side effects, runs before the
 //!   metrics layer and later stages act on its result.
 //! - [`UpstreamMetricsLayer`] wraps each cluster's client, inside retries
-//!   and the circuit breaker so every attempt is counted. It inserts
-//!   [`UpstreamElapsed`] into the response extensions; the proxy keeps the
-//!   extensions so the server-side layers can compute the overhead.
+//!   and the circuit breaker so every attempt is counted. Its response body
+//!   tells the time to the response head ([`UpstreamTimed`]); the proxy
+//!   keeps that body inside its own, which passes the time on, so the
+//!   server-side layers can compute the overhead.
 
 pub mod buckets;
 pub mod catalogue;
@@ -50,7 +51,7 @@ pub use http::{HttpMetrics, HttpMetricsLayer, RouteLabel};
 pub use rejections::{AuthorizationLatency, RejectReason, Rejections};
 pub use seed::{GrpcServiceSpec, SeedSpec, UpstreamSpec, seed};
 pub use state::{ConfigReload, GatewayState};
-pub use upstream::{UpstreamElapsed, UpstreamMetrics, UpstreamMetricsLayer};
+pub use upstream::{UpstreamMetrics, UpstreamMetricsLayer, UpstreamTimed};
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,7 @@ pub(crate) fn grpc_status(code: u8) -> HeaderMap {
 pub(crate) struct TestBody {
     frames: VecDeque<Frame<Bytes>>,
     eager_end: bool,
+    upstream: Option<std::time::Duration>,
 }
 
 impl TestBody {
@@ -57,7 +58,7 @@ impl TestBody {
     pub(crate) fn new(chunks: impl IntoIterator<Item = Vec<u8>>, trailers: Option<HeaderMap>) -> Self {
         let mut frames: VecDeque<_> = chunks.into_iter().map(|c| Frame::data(Bytes::from(c))).collect();
         frames.extend(trailers.map(Frame::trailers));
-        Self { frames, eager_end: true }
+        Self { frames, eager_end: true, upstream: None }
     }
 
     /// `data` split into chunks of the given sizes (the rest in a last chunk).
@@ -75,10 +76,22 @@ impl TestBody {
         Self::new(chunks, trailers)
     }
 
+    /// Says the upstream took `elapsed` to send the response head.
+    pub(crate) fn from_upstream(mut self, elapsed: std::time::Duration) -> Self {
+        self.upstream = Some(elapsed);
+        self
+    }
+
     /// Ends only by returning `None`.
     pub(crate) fn lazy_end(mut self) -> Self {
         self.eager_end = false;
         self
+    }
+}
+
+impl crate::upstream::UpstreamTimed for TestBody {
+    fn upstream_elapsed(&self) -> Option<std::time::Duration> {
+        self.upstream
     }
 }
 

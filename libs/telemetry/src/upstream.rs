@@ -8,9 +8,9 @@
 //! `cancelled` when the caller stopped waiting before the response head (a
 //! route timeout, or the downstream client went away).
 //!
-//! The layer also puts [`UpstreamElapsed`] (time to response head) into the
-//! response's extensions, from which the server-side layers derive
-//! `gateway_overhead_seconds`.
+//! The layer's response body also tells how long the upstream took to send
+//! the response head ([`UpstreamTimed`]), from which the server-side layers
+//! derive `gateway_overhead_seconds`.
 
 use std::fmt;
 use std::future::Future;
@@ -28,12 +28,18 @@ use crate::catalogue::{UPSTREAM_REQUEST_DURATION, UPSTREAM_REQUESTS};
 use crate::grpc::GrpcCode;
 use crate::series::{self, SeriesCache};
 
-/// How long the upstream took to send its response head. The upstream
-/// layer inserts it into the response extensions; the server-side layers
-/// subtract it to get the gateway's own overhead. Responses the gateway
-/// produces itself have none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamElapsed(pub Duration);
+/// A response body that can tell how long the upstream took to send the
+/// response head. The server-side layers subtract it from the request's
+/// time to get the gateway's own overhead. The body carries it rather than
+/// the response's extensions: the first extension of a response allocates
+/// its map, on every proxied request.
+pub trait UpstreamTimed {
+    /// Time from sending the request upstream to its response head; `None`
+    /// (the default) for a response the gateway produced itself.
+    fn upstream_elapsed(&self) -> Option<Duration> {
+        None
+    }
+}
 
 /// `code` values beyond HTTP statuses (which are 100..=999).
 const ERROR: u16 = 1;
@@ -196,9 +202,9 @@ where
         let result = ready!(this.inner.poll(cx));
         let mut call = this.call.take();
         Poll::Ready(match result {
-            Ok(mut res) => {
+            Ok(res) => {
+                let head = call.as_ref().map(|call| call.start.elapsed());
                 if let Some(call) = call.as_mut() {
-                    res.extensions_mut().insert(UpstreamElapsed(call.start.elapsed()));
                     call.code = res.status().as_u16();
                     if call.grpc.is_some() {
                         if let Some(code) = GrpcCode::from_response_head(res.status(), res.headers()) {
@@ -206,7 +212,7 @@ where
                         }
                     }
                 }
-                Ok(res.map(|inner| ResponseBody { inner, call }))
+                Ok(res.map(|inner| ResponseBody { inner, call, head }))
             }
             Err(e) => {
                 if let Some(call) = call.as_mut() {
@@ -227,6 +233,14 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         call: Option<Call>,
+        // Time to the response head.
+        head: Option<Duration>,
+    }
+}
+
+impl<B> UpstreamTimed for ResponseBody<B> {
+    fn upstream_elapsed(&self) -> Option<Duration> {
+        self.head
     }
 }
 

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -176,9 +177,19 @@ async fn serve_connection<S>(
     let svc = hyper::service::service_fn(move |mut req| {
         let guard = InFlight::enter(Arc::clone(&svc_activity));
         RequestMeta::of(&mut req).client = Some(client.clone());
+        // No stage of the public stack applies backpressure, so it is
+        // called at once rather than through `Oneshot`'s state machine,
+        // which moves the request into its state and out again. A stage
+        // that does report `Pending` still works, through `Oneshot`.
+        let mut stack = stack.clone();
+        let called = match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Either::Left(stack.call(req)),
+            Poll::Ready(Err(e)) => match e {},
+            Poll::Pending => Either::Right(stack.oneshot(req)),
+        };
         // A named future (not an `async` block) so it is `Unpin`, which
         // taking an HTTP/1 connection apart requires.
-        stack.clone().oneshot(req).map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, _guard: guard })))
+        called.map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, _guard: guard })))
     });
     let last_call = shutdown.is_none();
     let mut stop = std::pin::pin!(stopped_opt(&mut shutdown));

@@ -65,11 +65,16 @@ pub enum RequestBodyError {
 ///
 /// The inner body is boxed because the layers in front of the proxy (metrics,
 /// access log) wrap it in their own types, and the upstream client's type must
-/// not depend on which layers are on.
+/// not depend on which layers are on. A request that came without a body
+/// (most GETs) boxes nothing and shares no fault record.
 pub struct RequestBody {
-    inner: UnsyncBoxBody<Bytes, BoxError>,
+    inner: Option<Streaming>,
     limit: u64,
     remaining: u64,
+}
+
+struct Streaming {
+    body: UnsyncBoxBody<Bytes, BoxError>,
     fault: Arc<ClientFault>,
 }
 
@@ -81,12 +86,20 @@ impl std::fmt::Debug for RequestBody {
 
 impl RequestBody {
     /// Wraps `inner`, allowing at most `limit` bytes.
-    pub fn new<B>(inner: B, limit: u64, fault: Arc<ClientFault>) -> Self
+    pub fn new<B>(inner: B, limit: u64) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Self { inner: inner.map_err(Into::into).boxed_unsync(), limit, remaining: limit, fault }
+        let inner = (!inner.is_end_stream())
+            .then(|| Streaming { body: inner.map_err(Into::into).boxed_unsync(), fault: Arc::default() });
+        Self { inner, limit, remaining: limit }
+    }
+
+    /// Where the body records what the client did wrong while sending it;
+    /// `None` for a request without a body, which cannot break one.
+    pub fn fault(&self) -> Option<Arc<ClientFault>> {
+        self.inner.as_ref().map(|s| Arc::clone(&s.fault))
     }
 }
 
@@ -96,12 +109,13 @@ impl Body for RequestBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match ready!(Pin::new(&mut inner.body).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > this.remaining {
-                        this.fault.set(TOO_LARGE);
+                        inner.fault.set(TOO_LARGE);
                         return Poll::Ready(Some(Err(RequestBodyError::TooLarge(this.limit))));
                     }
                     this.remaining -= len;
@@ -109,7 +123,7 @@ impl Body for RequestBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => {
-                this.fault.set(MALFORMED);
+                inner.fault.set(MALFORMED);
                 Poll::Ready(Some(Err(RequestBodyError::Client(e))))
             }
             None => Poll::Ready(None),
@@ -117,11 +131,11 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|s| s.body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |s| s.body.size_hint())
     }
 }
 
@@ -157,6 +171,15 @@ impl GatewayBody {
     /// An upstream's body, streamed through.
     pub fn upstream(body: UpstreamBody, guard: Option<EndpointGuard>) -> Self {
         Self { kind: Kind::Upstream(body, guard) }
+    }
+}
+
+impl gatehouse_telemetry::UpstreamTimed for GatewayBody {
+    fn upstream_elapsed(&self) -> Option<std::time::Duration> {
+        match &self.kind {
+            Kind::Upstream(body, _) => body.upstream_elapsed(),
+            Kind::Empty | Kind::Full(_) => None,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body::Body;
 
-use crate::body::{BoxError, ClientFault, GatewayBody, RequestBody};
+use crate::body::{BoxError, GatewayBody, RequestBody};
 use crate::config::Protocol;
 use crate::error::GatewayError;
 use crate::head::{Field, Head};
@@ -90,8 +90,9 @@ where
     }
     parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 
-    let fault = Arc::new(ClientFault::default());
-    let body = RequestBody::new(body, route.max_body_bytes, Arc::clone(&fault));
+    let body = RequestBody::new(body, route.max_body_bytes);
+    let fault = body.fault();
+    let client_fault = || fault.as_ref().and_then(|f| f.error());
     let upstream_req = Request::from_parts(parts, body);
 
     let exchange = route.cluster.metrics().measure(Arc::clone(&endpoint.pool).send(upstream_req));
@@ -100,12 +101,12 @@ where
         Err(_) => Err(GatewayError::UpstreamTimeout),
         Ok(Err(e)) => {
             // The client's own body fault explains the failure better than the upstream.
-            let err = fault.error().unwrap_or(GatewayError::UpstreamUnavailable);
+            let err = client_fault().unwrap_or(GatewayError::UpstreamUnavailable);
             tracing::debug!(upstream = %route.cluster.name, error = %e, error_type = err.code(), "upstream request failed");
             Err(err)
         }
         Ok(Ok(res)) => {
-            if let Some(err) = fault.error() {
+            if let Some(err) = client_fault() {
                 return Err(err);
             }
             let (mut parts, body) = res.into_parts();

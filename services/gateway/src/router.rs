@@ -45,6 +45,9 @@ enum Rule {
 #[derive(Debug, Default)]
 pub struct Router {
     routes: Vec<Arc<Route>>,
+    /// Whether any route matches on host; if none does, the host is not
+    /// looked up at all.
+    by_host: bool,
 }
 
 impl Router {
@@ -78,8 +81,9 @@ impl Router {
                     auth: r.auth.clone(),
                 }))
             })
-            .collect();
-        Self { routes }
+            .collect::<Vec<_>>();
+        let by_host = routes.iter().any(|r| r.host.is_some());
+        Self { routes, by_host }
     }
 
     /// The routes, in match order.
@@ -90,7 +94,7 @@ impl Router {
     /// The first route that takes `req`.
     pub fn find<B>(&self, req: &Request<B>) -> Option<&Arc<Route>> {
         let path = req.uri().path();
-        let host = request_host(req);
+        let host = if self.by_host { request_host(req) } else { None };
         self.routes.iter().find(|r| r.matches(host, path))
     }
 }

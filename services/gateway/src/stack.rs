@@ -121,8 +121,8 @@ pub fn public_service(
 + 'static {
     let router = Arc::clone(&gateway);
     ServiceBuilder::new()
-        .map_request(read_head)
-        .map_request(move |req| router.annotate_route(req))
+        // One stage for both: each stage moves the request once more.
+        .map_request(move |req| router.annotate_route(read_head(req)))
         .layer(access_log)
         // HTTP and gRPC RED metrics each pass the other's requests through.
         .layer(HttpMetricsLayer::new().route_from(RequestMeta::route_label))

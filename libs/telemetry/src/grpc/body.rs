@@ -14,6 +14,7 @@ use metrics::Counter;
 use super::GrpcCode;
 use super::catalogue::MethodSeries;
 use super::frames::FrameCounter;
+use crate::upstream::UpstreamTimed;
 
 /// One call being measured. Dropping it records `handled{grpc_code}` and
 /// the handling time with the code it holds, so every way a call can end is
@@ -155,6 +156,12 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B: UpstreamTimed> UpstreamTimed for ResponseBody<B> {
+    fn upstream_elapsed(&self) -> Option<std::time::Duration> {
+        self.inner.upstream_elapsed()
     }
 }
 

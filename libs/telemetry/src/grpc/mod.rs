@@ -30,7 +30,7 @@ pub use body::{RequestBody, ResponseBody};
 pub use catalogue::{GrpcCatalogue, GrpcType, UNKNOWN};
 pub use code::GrpcCode;
 
-use crate::upstream::UpstreamElapsed;
+use crate::upstream::UpstreamTimed;
 use body::Call;
 
 /// Whether a request or response is gRPC, by its content type.
@@ -77,6 +77,7 @@ pub struct GrpcMetrics<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GrpcMetrics<S>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    ResB: UpstreamTimed,
 {
     type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
@@ -110,6 +111,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: UpstreamTimed,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -123,7 +125,7 @@ where
             Ok(res) => {
                 let elapsed = call.start.elapsed();
                 // Responses the gateway wrote itself carry no upstream time: all of it is overhead.
-                let upstream = res.extensions().get::<UpstreamElapsed>().map_or(Duration::ZERO, |u| u.0);
+                let upstream = res.body().upstream_elapsed().unwrap_or(Duration::ZERO);
                 call.series.overhead.record(elapsed.saturating_sub(upstream).as_secs_f64());
                 match GrpcCode::from_response_head(res.status(), res.headers()) {
                     Some(code) => {

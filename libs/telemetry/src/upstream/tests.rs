@@ -18,7 +18,7 @@ async fn exchange(layer: &UpstreamMetricsLayer, answer: Result<Response<TestBody
         async move { answer.unwrap_or(Err(ConnectFailed)) }
     }));
     let res = svc.oneshot(Request::new(())).await.ok()?;
-    let elapsed = res.extensions().get::<UpstreamElapsed>().map(|e| e.0);
+    let elapsed = res.body().upstream_elapsed();
     let _ = res.into_body().collect().await;
     elapsed
 }

@@ -319,7 +319,6 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::body::ClientFault;
 
     /// An upstream that counts the connections it accepts. `keep_alive:
     /// false` closes each connection after one response.
@@ -375,7 +374,7 @@ mod tests {
     }
 
     fn request(path: &str, protocol: Protocol) -> Request<RequestBody> {
-        let body = RequestBody::new(Empty::<Bytes>::new(), 1024, Arc::new(ClientFault::default()));
+        let body = RequestBody::new(Empty::<Bytes>::new(), 1024);
         let mut req = Request::builder().uri(path).body(body).expect("request");
         if protocol == Protocol::Http1 {
             req.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("upstream"));
