@@ -64,25 +64,25 @@ impl fmt::Debug for LineSink {
 
 impl LineSink {
     /// Queues one line (which must end with a newline).
-    pub fn write_line(&self, line: &str) {
-        self.0.append(line.as_bytes());
+    pub fn write_line(&self, line: &[u8]) {
+        self.0.append(line);
     }
 }
 
 /// Everything of a line's start after the time, for a fixed level, target
 /// and message: rendered once by a writer that starts many such lines with
 /// [`begin_line_at`].
-pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
-    let mut out = String::with_capacity(64 + target.len() + msg.len());
-    out.push_str("\",\"level\":\"");
-    out.push_str(level_name(level));
-    out.push_str("\",\"service\":\"");
-    out.push_str(SERVICE);
-    out.push_str("\",\"target\":\"");
+pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + target.len() + msg.len());
+    out.extend_from_slice(b"\",\"level\":\"");
+    out.extend_from_slice(level_name(level).as_bytes());
+    out.extend_from_slice(b"\",\"service\":\"");
+    out.extend_from_slice(SERVICE.as_bytes());
+    out.extend_from_slice(b"\",\"target\":\"");
     push_escaped(&mut out, target);
-    out.push_str("\",\"msg\":\"");
+    out.extend_from_slice(b"\",\"msg\":\"");
     push_escaped(&mut out, msg);
-    out.push('"');
+    out.push(b'"');
     out
 }
 
@@ -93,10 +93,10 @@ pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> String {
 /// [`push_uint`] or [`push_millis`]) and then [`end_line`]. The line's
 /// time is the wall-clock time at `now`, so a caller that already read the
 /// monotonic clock (to time a request) reads no clock again.
-pub fn begin_line_at(out: &mut String, prefix: &str, now: Instant) {
-    out.push_str("{\"time\":\"");
+pub fn begin_line_at(out: &mut Vec<u8>, prefix: &[u8], now: Instant) {
+    out.extend_from_slice(b"{\"time\":\"");
     push_timestamp(out, since_epoch_at(now));
-    out.push_str(prefix);
+    out.extend_from_slice(prefix);
 }
 
 /// The wall-clock time at `now`, as time since the Unix epoch: a pair of
@@ -130,7 +130,7 @@ fn since_epoch_at(now: Instant) -> Duration {
 /// Appends `time` (since the Unix epoch) as RFC 3339 UTC with milliseconds.
 /// The date and time up to the second are formatted once per second per
 /// thread and reused.
-fn push_timestamp(out: &mut String, since: Duration) {
+fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
     use std::cell::RefCell;
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -144,32 +144,28 @@ fn push_timestamp(out: &mut String, since: Duration) {
             cached.1 = full.trim_end_matches('Z').to_owned();
             cached.0 = secs;
         }
-        out.push_str(&cached.1);
+        out.extend_from_slice(cached.1.as_bytes());
     });
     push_dot_three_digits(out, millis);
-    out.push('Z');
+    out.push(b'Z');
 }
 
 /// Appends `.NNN`: `n` (below 1000) as three digits after a dot.
 #[inline(always)]
-fn push_dot_three_digits(out: &mut String, n: u32) {
-    // Pushed as chars: ASCII digits need no UTF-8 validation of a slice.
-    out.push('.');
-    for d in [n / 100 % 10, n / 10 % 10, n % 10] {
-        out.push(char::from(b'0' + d as u8));
-    }
+fn push_dot_three_digits(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&[b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
 }
 
 /// Appends the decimal digits of `n` without going through `fmt`.
 #[inline(always)]
-pub fn push_uint(out: &mut String, n: u64) {
-    out.push_str(itoa::Buffer::new().format(n));
+pub fn push_uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends a duration in milliseconds with microsecond precision
 /// (`12.005`), formatted with integer arithmetic.
 #[inline(always)]
-pub fn push_millis(out: &mut String, elapsed: Duration) {
+pub fn push_millis(out: &mut Vec<u8>, elapsed: Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     push_uint(out, micros / 1000);
     push_dot_three_digits(out, (micros % 1000) as u32);
@@ -178,22 +174,45 @@ pub fn push_millis(out: &mut String, elapsed: Duration) {
 /// Appends a value known to need no escaping inside a JSON string: names
 /// the config validated to letters, digits, `-`, `_` and `.`, HTTP method
 /// tokens, IP addresses, fixed strings. Saves the scan of [`push_escaped`]
-/// on the request path.
+/// on the request path. Bytes, so a header value the gateway validated
+/// where it made it (a request id, a trace id, an IP) is not checked for
+/// UTF-8 again.
 #[inline(always)]
-pub fn push_plain(out: &mut String, value: &str) {
-    debug_assert!(!needs_escape(value.as_bytes()), "{value:?} needs escaping");
-    out.push_str(value);
+pub fn push_plain(out: &mut Vec<u8>, value: &[u8]) {
+    debug_assert!(
+        !needs_escape(value) && std::str::from_utf8(value).is_ok(),
+        "{:?} needs escaping",
+        String::from_utf8_lossy(value)
+    );
+    out.extend_from_slice(value);
 }
 
 /// Appends `s` escaped for the inside of a JSON string.
-pub fn push_escaped(out: &mut String, s: &str) {
-    // Writing to a String cannot fail.
-    let _ = write_escaped(out, s);
+pub fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+            }
+            _ => out.push(b),
+        }
+    }
 }
 
 /// Closes a line begun with [`begin_line_at`].
-pub fn end_line(out: &mut String) {
-    out.push_str("}\n");
+pub fn end_line(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"}\n");
 }
 
 /// The JSON line format. Fields are written straight into the line buffer
@@ -390,18 +409,18 @@ mod tests {
     #[test]
     fn timestamps_and_numbers_format_like_the_subscriber() {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_306_422_053);
-        let mut out = String::new();
+        let mut out = Vec::new();
         push_timestamp(&mut out, Duration::from_millis(1_795_306_422_053));
-        assert_eq!(out, humantime::format_rfc3339_millis(t).to_string());
-        let mut out = String::new();
+        assert_eq!(out, humantime::format_rfc3339_millis(t).to_string().as_bytes());
+        let mut out = Vec::new();
         push_millis(&mut out, Duration::from_micros(12_005));
-        out.push(' ');
+        out.push(b' ');
         push_millis(&mut out, Duration::from_micros(7));
-        out.push(' ');
+        out.push(b' ');
         push_uint(&mut out, 0);
-        out.push(' ');
+        out.push(b' ');
         push_uint(&mut out, 18_446_744_073_709_551_615);
-        assert_eq!(out, "12.005 0.007 0 18446744073709551615");
+        assert_eq!(out, b"12.005 0.007 0 18446744073709551615");
     }
 
     #[test]
@@ -455,12 +474,12 @@ mod tests {
         let mut nasty: String = (0u8..0x20).map(char::from).collect();
         nasty.push_str("\"\\/é€😀\u{7f}end");
         for value in [nasty.as_str(), "", "plain", "\"", "\\\\"] {
-            let mut out = String::from("{\"x\":1,\"v\":\"");
+            let mut out = b"{\"x\":1,\"v\":\"".to_vec();
             push_escaped(&mut out, value);
-            out.push('"');
+            out.push(b'"');
             end_line(&mut out);
-            let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
-            assert_eq!(v["v"], value, "{out}");
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+            assert_eq!(v["v"], value, "{}", String::from_utf8_lossy(&out));
         }
     }
 

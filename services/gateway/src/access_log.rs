@@ -233,8 +233,8 @@ impl Line {
         // One clock reading for the duration and the line's time.
         let now = Instant::now();
         let fields = Fields {
-            request_id: e.request_id.as_ref().and_then(validated_text),
-            trace_id: e.trace_id.as_ref().and_then(validated_text),
+            request_id: e.request_id.as_ref().map(HeaderValue::as_bytes),
+            trace_id: e.trace_id.as_ref().map(HeaderValue::as_bytes),
             identity_id: self.identity.as_deref(),
             method: e.method.as_str(),
             path: e.uri.path(),
@@ -246,7 +246,7 @@ impl Line {
             elapsed: now.saturating_duration_since(e.start),
             bytes_in: e.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
-            client_ip: e.client_ip.as_ref().and_then(validated_text),
+            client_ip: e.client_ip.as_ref().map(HeaderValue::as_bytes),
             error_type,
         };
         match &e.sink {
@@ -256,18 +256,13 @@ impl Line {
     }
 }
 
-/// The text of a header value whose bytes were checked where it was made:
-/// a request id (visible ASCII), trace id (hex digits) or IP address. UTF-8
-/// validation, with its word-at-a-time ASCII path, is all that is left to
-/// do; `HeaderValue::to_str` would check every byte again, one at a time.
-fn validated_text(v: &HeaderValue) -> Option<&str> {
-    std::str::from_utf8(v.as_bytes()).ok()
-}
-
-/// The access line's fields, written one of two ways.
+/// The access line's fields, written one of two ways. The request id,
+/// trace id and client IP are header values whose bytes were checked where
+/// they were made (visible ASCII without quotes or backslashes, hex digits,
+/// an IP address), so they are written as bytes without another check.
 struct Fields<'a> {
-    request_id: Option<&'a str>,
-    trace_id: Option<&'a str>,
+    request_id: Option<&'a [u8]>,
+    trace_id: Option<&'a [u8]>,
     identity_id: Option<&'a str>,
     method: &'a str,
     path: &'a str,
@@ -279,7 +274,7 @@ struct Fields<'a> {
     elapsed: std::time::Duration,
     bytes_in: u64,
     bytes_out: u64,
-    client_ip: Option<&'a str>,
+    client_ip: Option<&'a [u8]>,
     error_type: Option<&'a str>,
 }
 
@@ -290,7 +285,7 @@ impl Fields<'_> {
     fn write_to(&self, sink: &LineSink, now: Instant) {
         thread_local! {
             // One line buffer per thread, reused: no allocation per line.
-            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         // Rendering logs nothing, so the buffer is never borrowed twice.
         LINE.with_borrow_mut(|out| {
@@ -299,22 +294,22 @@ impl Fields<'_> {
             sink.write_line(out);
             if out.capacity() > 64 * 1024 {
                 // A huge path once must not pin a huge buffer.
-                *out = String::new();
+                *out = Vec::new();
             }
         });
     }
 
-    fn render(&self, out: &mut String, now: Instant) {
+    fn render(&self, out: &mut Vec<u8>, now: Instant) {
         use gatehouse_telemetry::logging::{begin_line_at, end_line, push_escaped, push_millis, push_plain, push_uint};
         // Level, service, target and message never change: rendered once.
-        static PREFIX: LazyLock<String> =
+        static PREFIX: LazyLock<Vec<u8>> =
             LazyLock::new(|| gatehouse_telemetry::logging::line_prefix(&tracing::Level::INFO, "access", "request"));
         /// `,"key":"value"`, the key and its punctuation one constant.
         macro_rules! string_field {
             ($out:expr, $key:literal, $value:expr, $push:ident) => {{
-                $out.push_str(concat!(",\"", $key, "\":\""));
+                $out.extend_from_slice(concat!(",\"", $key, "\":\"").as_bytes());
                 $push($out, $value);
-                $out.push('"');
+                $out.push(b'"');
             }};
         }
         begin_line_at(out, &PREFIX, now);
@@ -333,43 +328,46 @@ impl Fields<'_> {
         if let Some(v) = self.identity_id {
             string_field!(out, "identity_id", v, push_escaped);
         }
-        out.push_str(r#","method":""#);
-        push_plain(out, self.method);
-        out.push_str(r#"","path":""#);
+        out.extend_from_slice(br#","method":""#);
+        push_plain(out, self.method.as_bytes());
+        out.extend_from_slice(br#"","path":""#);
         push_escaped(out, self.path);
-        out.push_str(r#"","route":""#);
-        push_plain(out, self.route);
-        out.push_str(r#"","protocol":""#);
-        push_plain(out, self.protocol);
-        out.push_str(r#"","status":"#);
+        out.extend_from_slice(br#"","route":""#);
+        push_plain(out, self.route.as_bytes());
+        out.extend_from_slice(br#"","protocol":""#);
+        push_plain(out, self.protocol.as_bytes());
+        out.extend_from_slice(br#"","status":"#);
         push_uint(out, u64::from(self.status));
         if let Some(v) = self.grpc_code {
-            string_field!(out, "grpc_code", v, push_plain);
+            string_field!(out, "grpc_code", v.as_bytes(), push_plain);
         }
         if let Some(v) = self.upstream {
-            string_field!(out, "upstream", v, push_plain);
+            string_field!(out, "upstream", v.as_bytes(), push_plain);
         }
-        out.push_str(r#","duration_ms":"#);
+        out.extend_from_slice(br#","duration_ms":"#);
         push_millis(out, self.elapsed);
-        out.push_str(r#","bytes_in":"#);
+        out.extend_from_slice(br#","bytes_in":"#);
         push_uint(out, self.bytes_in);
-        out.push_str(r#","bytes_out":"#);
+        out.extend_from_slice(br#","bytes_out":"#);
         push_uint(out, self.bytes_out);
         if let Some(v) = self.client_ip {
             string_field!(out, "client_ip", v, push_plain);
         }
         if let Some(v) = self.error_type {
-            string_field!(out, "error_type", v, push_plain);
+            string_field!(out, "error_type", v.as_bytes(), push_plain);
         }
         end_line(out);
     }
 
     /// Through tracing: text format, tests, no sink.
     fn trace(&self) {
+        fn text(v: Option<&[u8]>) -> Option<&str> {
+            v.and_then(|v| std::str::from_utf8(v).ok())
+        }
         tracing::info!(
             target: "access",
-            request_id = self.request_id,
-            trace_id = self.trace_id,
+            request_id = text(self.request_id),
+            trace_id = text(self.trace_id),
             identity_id = self.identity_id,
             method = self.method,
             path = self.path,
@@ -381,7 +379,7 @@ impl Fields<'_> {
             duration_ms = self.elapsed.as_secs_f64() * 1000.0,
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
-            client_ip = self.client_ip,
+            client_ip = text(self.client_ip),
             error_type = self.error_type,
             "request"
         );

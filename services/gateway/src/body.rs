@@ -153,8 +153,10 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     /// The upstream's body; the guard keeps the endpoint counted as busy
-    /// until the body ends, so load balancing sees streams as load.
-    Upstream(UpstreamBody, #[allow(dead_code)] Option<EndpointGuard>),
+    /// until the body ends, so load balancing sees streams as load. Boxed:
+    /// it is most of the response's size, and the response is moved
+    /// through every layer on its way out, several times per request.
+    Upstream(Box<(UpstreamBody, Option<EndpointGuard>)>),
 }
 
 impl GatewayBody {
@@ -170,14 +172,14 @@ impl GatewayBody {
 
     /// An upstream's body, streamed through.
     pub fn upstream(body: UpstreamBody, guard: Option<EndpointGuard>) -> Self {
-        Self { kind: Kind::Upstream(body, guard) }
+        Self { kind: Kind::Upstream(Box::new((body, guard))) }
     }
 }
 
 impl gatehouse_telemetry::UpstreamTimed for GatewayBody {
     fn upstream_elapsed(&self) -> Option<std::time::Duration> {
         match &self.kind {
-            Kind::Upstream(body, _) => body.upstream_elapsed(),
+            Kind::Upstream(up) => up.0.upstream_elapsed(),
             Kind::Empty | Kind::Full(_) => None,
         }
     }
@@ -191,7 +193,7 @@ impl Body for GatewayBody {
         match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body, _) => Pin::new(body).poll_frame(cx),
+            Kind::Upstream(up) => Pin::new(&mut up.0).poll_frame(cx),
         }
     }
 
@@ -199,7 +201,7 @@ impl Body for GatewayBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Upstream(body, _) => body.is_end_stream(),
+            Kind::Upstream(up) => up.0.is_end_stream(),
         }
     }
 
@@ -207,7 +209,7 @@ impl Body for GatewayBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream(body, _) => body.size_hint(),
+            Kind::Upstream(up) => up.0.size_hint(),
         }
     }
 }
