@@ -380,6 +380,11 @@ impl Watchdog {
     ) -> Ended {
         let activity = Arc::clone(&self.activity);
         let mut releasing = false;
+        // Whether the timer must be polled: it was reset (a reset timer
+        // registers when polled) or has not been polled in this run. Else
+        // it is polled only once it has fired, not on every wake of a busy
+        // connection.
+        let mut poll_timer = true;
         std::future::poll_fn(|cx| {
             loop {
                 if let Poll::Ready(res) = conn.as_mut().poll_served(cx) {
@@ -411,6 +416,7 @@ impl Watchdog {
                         self.head_deadline = Some(deadline);
                         if deadline < timer.deadline() {
                             timer.as_mut().reset(deadline);
+                            poll_timer = true;
                         }
                     }
                     (false, Some(_)) => {
@@ -421,11 +427,16 @@ impl Watchdog {
                         let check = Instant::now() + RELEASE_IDLE_AFTER;
                         if C::HTTP1 && check < timer.deadline() {
                             timer.as_mut().reset(check);
+                            poll_timer = true;
                         }
                     }
                     _ => {}
                 }
+                if !poll_timer && !timer.is_elapsed() {
+                    return Poll::Pending;
+                }
                 if timer.as_mut().poll(cx).is_pending() {
+                    poll_timer = false;
                     return Poll::Pending;
                 }
                 let now = Instant::now();
@@ -468,6 +479,7 @@ impl Watchdog {
                     next = next.min(d);
                 }
                 timer.as_mut().reset(next);
+                poll_timer = true;
             }
         })
         .await

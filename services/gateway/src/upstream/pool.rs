@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -102,11 +103,16 @@ impl Pool {
         }
     }
 
-    /// Sends `req` on a pooled or new connection.
-    pub async fn send(self: Arc<Self>, req: Request<RequestBody>) -> Result<Response<PooledBody>, SendError> {
+    /// Sends `req` on a pooled or new connection. Not an `async fn`: that
+    /// would move the request into one more future before the one that
+    /// sends it.
+    pub fn send(
+        self: Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + Send {
         match self.cfg.protocol {
-            Protocol::Http1 => self.send_h1(req).await,
-            Protocol::Http2 | Protocol::Grpc => self.send_h2(req).await,
+            Protocol::Http1 => Either::Left(self.send_h1(req)),
+            Protocol::Http2 | Protocol::Grpc => Either::Right(self.send_h2(req)),
         }
     }
 
@@ -193,7 +199,7 @@ impl Pool {
         Ok(tx)
     }
 
-    async fn send_h2(&self, mut req: Request<RequestBody>) -> Result<Response<PooledBody>, SendError> {
+    async fn send_h2(self: Arc<Self>, mut req: Request<RequestBody>) -> Result<Response<PooledBody>, SendError> {
         let mut fresh = false;
         loop {
             let mut tx = match self.shared_h2() {
