@@ -174,23 +174,31 @@ async fn serve_connection<S>(
     let activity = Arc::new(Activity::new());
     let client = ClientAddr::new(peer);
     let svc_activity = Arc::clone(&activity);
-    let svc = hyper::service::service_fn(move |mut req| {
-        let guard = InFlight::enter(Arc::clone(&svc_activity));
-        RequestMeta::of(&mut req).client = Some(client.clone());
-        // No stage of the public stack applies backpressure, so it is
-        // called at once rather than through `Oneshot`'s state machine,
-        // which moves the request into its state and out again. A stage
-        // that does report `Pending` still works, through `Oneshot`.
-        let mut stack = stack.clone();
-        let called = match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => Either::Left(stack.call(req)),
-            Poll::Ready(Err(e)) => match e {},
-            Poll::Pending => Either::Right(stack.oneshot(req)),
-        };
-        // A named future (not an `async` block) so it is `Unpin`, which
-        // taking an HTTP/1 connection apart requires.
-        called.map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, _guard: guard })))
-    });
+    let svc = move |http1: bool| {
+        hyper::service::service_fn(move |mut req| {
+            let guard = InFlight::enter(Arc::clone(&svc_activity));
+            let meta = RequestMeta::of(&mut req);
+            meta.client = Some(client.clone());
+            // One request at a time on an HTTP/1 connection, polled by the
+            // connection's own task: its watchdog keeps the upstream deadline.
+            if http1 {
+                meta.deadline = Some(ConnDeadline(Arc::clone(&svc_activity)));
+            }
+            // No stage of the public stack applies backpressure, so it is
+            // called at once rather than through `Oneshot`'s state machine,
+            // which moves the request into its state and out again. A stage
+            // that does report `Pending` still works, through `Oneshot`.
+            let mut stack = stack.clone();
+            let called = match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => Either::Left(stack.call(req)),
+                Poll::Ready(Err(e)) => match e {},
+                Poll::Pending => Either::Right(stack.oneshot(req)),
+            };
+            // A named future (not an `async` block) so it is `Unpin`, which
+            // taking an HTTP/1 connection apart requires.
+            called.map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, _guard: guard })))
+        })
+    };
     let last_call = shutdown.is_none();
     let mut stop = std::pin::pin!(stopped_opt(&mut shutdown));
     let check_every = if last_call { Duration::from_millis(20) } else { timeouts.idle };
@@ -214,7 +222,7 @@ async fn serve_connection<S>(
     };
     let mut io = Metered { inner: stream, activity: Arc::clone(&activity), unread: Bytes::new() };
     if http2 {
-        let mut conn = Box::pin(builders.http2.serve_connection(TokioIo::new(io), svc));
+        let mut conn = Box::pin(builders.http2.serve_connection(TokioIo::new(io), svc(false)));
         watchdog.run(conn.as_mut(), stop.as_mut(), &stop_waker, timer.as_mut()).await;
         return;
     }
@@ -224,6 +232,7 @@ async fn serve_connection<S>(
     watchdog.head_deadline = Some(first_head);
     let first_check = Instant::now() + if last_call { check_every } else { RELEASE_IDLE_AFTER };
     timer.as_mut().reset(first_head.min(first_check));
+    let svc = svc(true);
     loop {
         // Boxed, so a released connection's task does not keep room for it.
         let mut conn = Box::new(builders.http1.serve_connection(TokioIo::new(io), svc.clone()));
@@ -399,6 +408,21 @@ impl Watchdog {
                     });
                 }
                 if self.closing || releasing {
+                    // Only the request's upstream deadline is left to keep:
+                    // the timer is now for it alone.
+                    if C::HTTP1 && self.closing {
+                        if let Some(d) = activity.request_deadline() {
+                            if timer.deadline() != d {
+                                timer.as_mut().reset(d);
+                                poll_timer = true;
+                            }
+                            if (poll_timer || timer.is_elapsed()) && timer.as_mut().poll(cx).is_ready() {
+                                activity.expire_request();
+                                continue;
+                            }
+                            poll_timer = false;
+                        }
+                    }
                     return Poll::Pending;
                 }
                 if self.stopped(stop.as_mut(), stop_waker, cx) {
@@ -432,6 +456,17 @@ impl Watchdog {
                     }
                     _ => {}
                 }
+                // The request in flight must hear of its upstream deadline
+                // by then; seconds away, it is usually later than the next
+                // check anyway and arms nothing.
+                if C::HTTP1 {
+                    if let Some(d) = activity.request_deadline() {
+                        if d < timer.deadline() {
+                            timer.as_mut().reset(d);
+                            poll_timer = true;
+                        }
+                    }
+                }
                 if !poll_timer && !timer.is_elapsed() {
                     return Poll::Pending;
                 }
@@ -445,6 +480,11 @@ impl Watchdog {
                     // with the connection.
                     tracing::debug!(client = %self.peer, "request head not received within the header-read timeout");
                     return Poll::Ready(Ended::Closed);
+                }
+                if C::HTTP1 && activity.request_deadline().is_some_and(|d| d <= now) {
+                    // The request sees it when hyper polls it, right after
+                    // this check re-arms the timer.
+                    activity.expire_request();
                 }
                 let in_flight = activity.in_flight.load(Ordering::Acquire);
                 if self.last_call && activity.served.load(Ordering::Acquire) > 0 && in_flight == 0 {
@@ -476,6 +516,9 @@ impl Watchdog {
                     next = next.min(now + self.check_every);
                 }
                 if let Some(d) = self.head_deadline {
+                    next = next.min(d);
+                }
+                if let Some(d) = activity.request_deadline() {
                     next = next.min(d);
                 }
                 timer.as_mut().reset(next);
@@ -534,7 +577,14 @@ struct Activity {
     /// `read` when a request last started or finished: bytes beyond it,
     /// with no request in flight, are the start of the next head.
     read_at_request: AtomicU64,
+    /// Milliseconds after `started` by which the HTTP/1 request in flight
+    /// must have its upstream response head; `NO_DEADLINE` when none.
+    request_deadline_ms: AtomicU64,
+    /// The watchdog found that deadline passed.
+    request_expired: AtomicBool,
 }
+
+const NO_DEADLINE: u64 = u64::MAX;
 
 impl Activity {
     fn new() -> Self {
@@ -545,7 +595,36 @@ impl Activity {
             last_done_ms: AtomicU64::new(0),
             read: AtomicU64::new(0),
             read_at_request: AtomicU64::new(0),
+            request_deadline_ms: AtomicU64::new(NO_DEADLINE),
+            request_expired: AtomicBool::new(false),
         }
+    }
+
+    /// When the request in flight must have its upstream response head;
+    /// `None` when it has no deadline or the deadline has already passed.
+    fn request_deadline(&self) -> Option<Instant> {
+        match self.request_deadline_ms.load(Ordering::Acquire) {
+            NO_DEADLINE => None,
+            _ if self.request_expired.load(Ordering::Acquire) => None,
+            ms => Some(self.started + Duration::from_millis(ms)),
+        }
+    }
+
+    fn set_request_deadline(&self, timeout: Duration) {
+        // Rounded up to the millisecond: never early.
+        let at = self.started.elapsed() + timeout;
+        let ms = u64::try_from(at.as_micros().div_ceil(1000)).unwrap_or(NO_DEADLINE - 1).min(NO_DEADLINE - 1);
+        self.request_expired.store(false, Ordering::Release);
+        self.request_deadline_ms.store(ms, Ordering::Release);
+    }
+
+    fn expire_request(&self) {
+        self.request_expired.store(true, Ordering::Release);
+    }
+
+    fn clear_request_deadline(&self) {
+        self.request_deadline_ms.store(NO_DEADLINE, Ordering::Release);
+        self.request_expired.store(false, Ordering::Release);
     }
 
     /// When the connection becomes idle too long; `None` while requests run.
@@ -598,6 +677,66 @@ impl Drop for InFlight {
         // A request body read to its end is not the next head.
         a.mark_request_boundary();
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request's upstream deadline, kept by the watchdog of the HTTP/1
+/// connection it came on.
+///
+/// A timer per request (`tokio::time::timeout`) registers in the runtime's
+/// timer wheel when the exchange first waits and is removed again when it
+/// ends, on every request. An HTTP/1 connection serves one request at a
+/// time, polled by the connection's own task, and its watchdog already
+/// keeps a timer that fires at least every `RELEASE_IDLE_AFTER` while a
+/// request is in flight. The watchdog brings that timer forward to the
+/// deadline when it is sooner, marks the request expired when it passes,
+/// and hyper polls the request right after, which then ends with
+/// [`TimedOut`].
+#[derive(Clone)]
+pub struct ConnDeadline(Arc<Activity>);
+
+impl std::fmt::Debug for ConnDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnDeadline")
+    }
+}
+
+/// The upstream did not answer within the route's timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl ConnDeadline {
+    /// Runs `inner` until it finishes or `timeout` has passed.
+    pub fn timeout<F: Future>(self, timeout: Duration, inner: F) -> Deadline<F> {
+        self.0.set_request_deadline(timeout);
+        Deadline { inner, activity: self.0 }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`ConnDeadline::timeout`].
+    pub struct Deadline<F> {
+        #[pin]
+        inner: F,
+        activity: Arc<Activity>,
+    }
+
+    impl<F> PinnedDrop for Deadline<F> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().activity.clear_request_deadline();
+        }
+    }
+}
+
+impl<F: Future> Future for Deadline<F> {
+    type Output = Result<F::Output, TimedOut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.activity.request_expired.load(Ordering::Acquire) {
+            return Poll::Ready(Err(TimedOut));
+        }
+        this.inner.poll(cx).map(Ok)
     }
 }
 

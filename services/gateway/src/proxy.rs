@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
+
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body::Body;
 
+use crate::accept::TimedOut;
 use crate::body::{BoxError, GatewayBody, RequestBody};
 use crate::config::Protocol;
 use crate::error::GatewayError;
@@ -25,12 +29,16 @@ static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Sends `req` to one endpoint of the route's cluster and returns its
 /// response, or the error the client should see.
-pub async fn forward<B>(
-    route: &Route,
+///
+/// The request is rewritten and handed to the upstream client before the
+/// future is built; the future holds the exchange and what the answer
+/// needs, not the request (see [`crate::stack::Gateway::handle`]).
+pub fn forward<B>(
+    route: Arc<Route>,
     req: Request<B>,
     request_id: &HeaderValue,
     head: Option<&Head>,
-) -> Result<Response<GatewayBody>, GatewayError>
+) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + Send + use<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -45,11 +53,13 @@ where
         .then(|| parts.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok())
         .flatten();
     if declared.is_some_and(|len| len > route.max_body_bytes) {
-        return Err(GatewayError::BodyTooLarge);
+        return Either::Left(std::future::ready(Err(GatewayError::BodyTooLarge)));
     }
     let timeout = if sent(Field::GrpcTimeout) { deadline(route.timeout, &parts.headers) } else { route.timeout };
 
-    let guard = route.cluster.pick().ok_or(GatewayError::UpstreamUnavailable)?;
+    let Some(guard) = route.cluster.pick() else {
+        return Either::Left(std::future::ready(Err(GatewayError::UpstreamUnavailable)));
+    };
     let endpoint = guard.endpoint();
 
     let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
@@ -62,7 +72,10 @@ where
         uri.authority = Some(endpoint.authority.clone());
     }
     uri.path_and_query = Some(path);
-    parts.uri = Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest)?;
+    parts.uri = match Uri::from_parts(uri) {
+        Ok(uri) => uri,
+        Err(_) => return Either::Left(std::future::ready(Err(GatewayError::BadRequest))),
+    };
 
     if sent(Field::HopByHop) {
         strip_hop_by_hop(&mut parts.headers);
@@ -85,37 +98,48 @@ where
         }
     }
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-    if let Some(client) = parts.extensions.get::<RequestMeta>().and_then(|m| m.client.as_ref()) {
-        append_forwarded_for(&mut parts.headers, &client.ip, sent(Field::ForwardedFor));
+    let mut conn_deadline = None;
+    if let Some(meta) = parts.extensions.get_mut::<RequestMeta>() {
+        conn_deadline = meta.deadline.take();
+        if let Some(client) = &meta.client {
+            append_forwarded_for(&mut parts.headers, &client.ip, sent(Field::ForwardedFor));
+        }
     }
     parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 
     let body = RequestBody::new(body, route.max_body_bytes);
     let fault = body.fault();
-    let client_fault = || fault.as_ref().and_then(|f| f.error());
     let upstream_req = Request::from_parts(parts, body);
 
     let exchange = route.cluster.metrics().measure(Arc::clone(&endpoint.pool).send(upstream_req));
-    let result = tokio::time::timeout(timeout, exchange).await;
-    match result {
-        Err(_) => Err(GatewayError::UpstreamTimeout),
-        Ok(Err(e)) => {
-            // The client's own body fault explains the failure better than the upstream.
-            let err = client_fault().unwrap_or(GatewayError::UpstreamUnavailable);
-            tracing::debug!(upstream = %route.cluster.name, error = %e, error_type = err.code(), "upstream request failed");
-            Err(err)
-        }
-        Ok(Ok(res)) => {
-            if let Some(err) = client_fault() {
-                return Err(err);
+    let answered = match conn_deadline {
+        // HTTP/1: the connection's watchdog keeps the deadline, so the
+        // request registers no timer of its own.
+        Some(watch) => Either::Left(watch.timeout(timeout, exchange)),
+        None => Either::Right(tokio::time::timeout(timeout, exchange).map(|r| r.map_err(|_| TimedOut))),
+    };
+    Either::Right(answered.map(move |result| {
+        let client_fault = || fault.as_ref().and_then(|f| f.error());
+        match result {
+            Err(TimedOut) => Err(GatewayError::UpstreamTimeout),
+            Ok(Err(e)) => {
+                // The client's own body fault explains the failure better than the upstream.
+                let err = client_fault().unwrap_or(GatewayError::UpstreamUnavailable);
+                tracing::debug!(upstream = %route.cluster.name, error = %e, error_type = err.code(), "upstream request failed");
+                Err(err)
             }
-            let (mut parts, body) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            // The client sees the version it spoke, whatever the upstream spoke.
-            parts.version = Version::HTTP_11;
-            Ok(Response::from_parts(parts, GatewayBody::upstream(body, Some(guard))))
+            Ok(Ok(res)) => {
+                if let Some(err) = client_fault() {
+                    return Err(err);
+                }
+                let (mut parts, body) = res.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                // The client sees the version it spoke, whatever the upstream spoke.
+                parts.version = Version::HTTP_11;
+                Ok(Response::from_parts(parts, GatewayBody::upstream(body, Some(guard))))
+            }
         }
-    }
+    }))
 }
 
 /// Adds the client to `x-forwarded-for`; `sent` says whether the client

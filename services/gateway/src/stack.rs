@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -83,6 +85,10 @@ pub struct RequestMeta {
     /// when the request arrived, even if a reload swaps the table while the
     /// request is in flight.
     pub route: Option<Arc<Route>>,
+    /// The watchdog of the HTTP/1 connection the request came on, which
+    /// enforces its upstream timeout; `None` on HTTP/2, whose streams run
+    /// in tasks of their own and use a timer each.
+    pub deadline: Option<crate::accept::ConnDeadline>,
 }
 
 impl RequestMeta {
@@ -128,11 +134,10 @@ pub fn public_service(
         .layer(HttpMetricsLayer::new().route_from(RequestMeta::route_label))
         .layer(grpc_metrics)
         .service_fn(move |req| {
-            let gateway = Arc::clone(&gateway);
             // One allocation keeps every future above this one small: hyper
             // moves the request's future into a task (HTTP/2) and each layer
             // moves it into its own, so its size is copied several times.
-            Box::pin(async move { Ok::<_, Infallible>(gateway.handle(req).await) })
+            Box::pin(gateway.handle(req).map(Ok::<_, Infallible>))
         })
 }
 
@@ -175,7 +180,16 @@ impl Gateway {
 
     /// Handles one annotated request. Never fails: gateway errors become
     /// responses in the client's protocol.
-    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<GatewayBody>
+    ///
+    /// Everything up to the upstream exchange runs here, before the future
+    /// is built, and the future holds only what the exchange and the answer
+    /// need. An `async fn` would keep the request (and every caller's copy
+    /// of it) in its state for the whole exchange, making the future that
+    /// is boxed and moved per request kilobytes larger.
+    pub fn handle<B>(
+        self: &Arc<Self>,
+        mut req: Request<B>,
+    ) -> impl Future<Output = Response<GatewayBody>> + Send + use<B>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -188,18 +202,32 @@ impl Gateway {
         let head = meta.and_then(|m| m.head.take());
         let id = id.unwrap_or_else(|| request_id(req.headers()));
         let mut identity = None;
-        let result = match (hygiene::check(&req, self.limits, head.as_ref()), &route) {
+        let forwarding = match (hygiene::check(&req, self.limits, head.as_ref()), route) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(GatewayError::NoRoute),
             (Ok(()), Some(route)) => {
-                let (who, verdict) = self.auth.check(route, req.headers_mut(), head.as_ref());
+                let (who, verdict) = self.auth.check(&route, req.headers_mut(), head.as_ref());
                 identity = who;
-                match verdict {
-                    Err(e) => Err(e),
-                    Ok(()) => proxy::forward(route, req, &id, head.as_ref()).await,
-                }
+                verdict.map(|()| proxy::forward(route, req, &id, head.as_ref()))
             }
         };
+        match forwarding {
+            Err(e) => Either::Left(std::future::ready(self.respond(Err(e), grpc, id, identity))),
+            Ok(exchange) => {
+                let gateway = Arc::clone(self);
+                Either::Right(exchange.map(move |result| gateway.respond(result, grpc, id, identity)))
+            }
+        }
+    }
+
+    /// The client's response: the upstream's, or the gateway's error.
+    fn respond(
+        &self,
+        result: Result<Response<GatewayBody>, GatewayError>,
+        grpc: bool,
+        id: HeaderValue,
+        identity: Option<gatehouse_store::Identity>,
+    ) -> Response<GatewayBody> {
         let mut res = match result {
             Ok(res) => res,
             Err(e) => {
