@@ -684,6 +684,54 @@ async fn a_second_signal_exits_at_once() {
 }
 
 #[tokio::test]
+async fn requests_in_flight_during_the_drain_still_time_out_on_their_route() {
+    const ROUTE_TIMEOUT: Duration = Duration::from_millis(1500);
+    let echo = Echo::start("echo").await;
+    let hold = SilentUpstream::start().await;
+    let config = config(echo.addr, Some(hold.addr), "300ms", "20s")
+        .replace("upstream: hold\n    timeout: 60s", "upstream: hold\n    timeout: 1500ms");
+    let mut gateway = Gateway::start(&config).await;
+    let public = gateway.public;
+
+    // HTTP/1.1 (the connection's watchdog keeps the deadline, and keeps it
+    // while the connection closes) and HTTP/2 (a timer per stream).
+    let held = |client: gatehouse_test_support::Client, id: &'static str| {
+        let request = Request::get(format!("http://{public}/hold/forever")).header("x-request-id", id);
+        let sent = Instant::now();
+        tokio::spawn(async move {
+            let response = client.request(request.body(gatehouse_test_support::empty()).unwrap()).await;
+            (response.map(|r| r.status().as_u16()), sent.elapsed())
+        })
+    };
+    let held_h1 = held(gatehouse_test_support::http1_client(), "drain-h1");
+    let held_h2 = held(gatehouse_test_support::http2_client(), "drain-h2");
+    assert!(hold.wait_for_requests(2, WAIT).await, "the held requests reached the upstream");
+    let signalled = Instant::now();
+    gateway.signal(Signal::Term).unwrap();
+
+    for (what, task) in [("HTTP/1.1", held_h1), ("HTTP/2", held_h2)] {
+        let (status, elapsed) = join(what, task).await;
+        assert_eq!(status.ok(), Some(504), "{what}: the held request during the drain");
+        assert!(
+            elapsed >= ROUTE_TIMEOUT && elapsed < ROUTE_TIMEOUT + Duration::from_secs(1),
+            "{what}: answered {elapsed:?} after it was sent, route timeout {ROUTE_TIMEOUT:?}"
+        );
+    }
+    // Nothing left in flight: the process exits long before the shutdown timeout.
+    let status = gateway.wait_exit(WAIT).await.expect("exited");
+    assert_eq!(status.code(), Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(5), "exited {:?} after SIGTERM", signalled.elapsed());
+    let access = access_by_id(&gateway);
+    for id in ["drain-h1", "drain-h2"] {
+        let lines = access.get(id).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            matches!(lines, [line] if line["status"] == 504 && line["error_type"] == "upstream_timeout"),
+            "{id}: {lines:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn in_flight_requests_outlasting_the_shutdown_timeout_are_cut_and_logged() {
     const DRAIN: Duration = Duration::from_millis(300);
     const TIMEOUT: Duration = Duration::from_secs(1);
