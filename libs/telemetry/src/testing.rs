@@ -77,7 +77,7 @@ impl TestBody {
     }
 
     /// Says the upstream took `elapsed` to send the response head.
-    pub(crate) fn from_upstream(mut self, elapsed: std::time::Duration) -> Self {
+    pub(crate) fn with_upstream_elapsed(mut self, elapsed: std::time::Duration) -> Self {
         self.upstream = Some(elapsed);
         self
     }

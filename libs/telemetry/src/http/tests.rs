@@ -122,7 +122,7 @@ async fn overhead_excludes_the_upstream() {
     let _local = metrics::set_default_local_recorder(&recorder);
     let svc = HttpMetricsLayer::new().layer(service_fn(|_req: Request<()>| async {
         // The upstream took (much) longer than the whole request: no overhead at all.
-        Ok::<_, Infallible>(Response::new(TestBody::default().from_upstream(Duration::from_secs(100))))
+        Ok::<_, Infallible>(Response::new(TestBody::default().with_upstream_elapsed(Duration::from_secs(100))))
     }));
     let _ = svc.oneshot(Request::new(())).await;
     let text = recorder.handle().render();
