@@ -131,21 +131,29 @@ fn since_epoch_at(now: Instant) -> Duration {
 /// The date and time up to the second are formatted once per second per
 /// thread and reused.
 fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
-    use std::cell::RefCell;
+    // "YYYY-MM-DDTHH:MM:SS": a fixed size, so the copy is a few moves
+    // rather than a call.
+    const SECOND_LEN: usize = 19;
     thread_local! {
-        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        static SECOND: Cell<(u64, [u8; SECOND_LEN])> = const { Cell::new((u64::MAX, [0; SECOND_LEN])) };
     }
     let (secs, millis) = (since.as_secs(), since.subsec_millis());
-    SECOND.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
-            // "YYYY-MM-DDTHH:MM:SS" from humantime, without its "Z".
-            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
-            cached.1 = full.trim_end_matches('Z').to_owned();
-            cached.0 = secs;
+    let (cached_secs, mut text) = SECOND.get();
+    if cached_secs != secs {
+        // From humantime, without its "Z"; years 0..=9999 are always 19 bytes.
+        let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+        match full.as_bytes().get(..SECOND_LEN) {
+            Some(head) => text.copy_from_slice(head),
+            None => {
+                out.extend_from_slice(full.trim_end_matches('Z').as_bytes());
+                push_dot_three_digits(out, millis);
+                out.push(b'Z');
+                return;
+            }
         }
-        out.extend_from_slice(cached.1.as_bytes());
-    });
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
     push_dot_three_digits(out, millis);
     out.push(b'Z');
 }

@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -256,6 +256,11 @@ impl Line {
     }
 }
 
+/// Level, service, target and message of every access line, as
+/// [`gatehouse_telemetry::logging::line_prefix`] renders them (a test keeps
+/// the two equal): a constant, so it is copied without a call.
+const LINE_PREFIX: &[u8] = br#"","level":"info","service":"gatehouse","target":"access","msg":"request""#;
+
 /// The access line's fields, written one of two ways. The request id,
 /// trace id and client IP are header values whose bytes were checked where
 /// they were made (visible ASCII without quotes or backslashes, hex digits,
@@ -301,9 +306,6 @@ impl Fields<'_> {
 
     fn render(&self, out: &mut Vec<u8>, now: Instant) {
         use gatehouse_telemetry::logging::{begin_line_at, end_line, push_escaped, push_millis, push_plain, push_uint};
-        // Level, service, target and message never change: rendered once.
-        static PREFIX: LazyLock<Vec<u8>> =
-            LazyLock::new(|| gatehouse_telemetry::logging::line_prefix(&tracing::Level::INFO, "access", "request"));
         /// `,"key":"value"`, the key and its punctuation one constant.
         macro_rules! string_field {
             ($out:expr, $key:literal, $value:expr, $push:ident) => {{
@@ -312,7 +314,7 @@ impl Fields<'_> {
                 $out.push(b'"');
             }};
         }
-        begin_line_at(out, &PREFIX, now);
+        begin_line_at(out, LINE_PREFIX, now);
         // Each key is one constant together with the punctuation around it,
         // and the fields every line has run together, so a line is a few
         // dozen copies. Only the identity and the path can hold what a
@@ -328,16 +330,38 @@ impl Fields<'_> {
         if let Some(v) = self.identity_id {
             string_field!(out, "identity_id", v, push_escaped);
         }
-        out.extend_from_slice(br#","method":""#);
-        push_plain(out, self.method.as_bytes());
-        out.extend_from_slice(br#"","path":""#);
+        // Constants of known size are copied with a few moves; a slice
+        // whose size is known only at run time costs a call.
+        match self.method {
+            "GET" => out.extend_from_slice(br#","method":"GET","path":""#),
+            "POST" => out.extend_from_slice(br#","method":"POST","path":""#),
+            "PUT" => out.extend_from_slice(br#","method":"PUT","path":""#),
+            "DELETE" => out.extend_from_slice(br#","method":"DELETE","path":""#),
+            method => {
+                out.extend_from_slice(br#","method":""#);
+                push_plain(out, method.as_bytes());
+                out.extend_from_slice(br#"","path":""#);
+            }
+        }
         push_escaped(out, self.path);
         out.extend_from_slice(br#"","route":""#);
         push_plain(out, self.route.as_bytes());
-        out.extend_from_slice(br#"","protocol":""#);
-        push_plain(out, self.protocol.as_bytes());
-        out.extend_from_slice(br#"","status":"#);
-        push_uint(out, u64::from(self.status));
+        match self.protocol {
+            "http1" => out.extend_from_slice(br#"","protocol":"http1","status":"#),
+            "http2" => out.extend_from_slice(br#"","protocol":"http2","status":"#),
+            "grpc" => out.extend_from_slice(br#"","protocol":"grpc","status":"#),
+            protocol => {
+                out.extend_from_slice(br#"","protocol":""#);
+                push_plain(out, protocol.as_bytes());
+                out.extend_from_slice(br#"","status":"#);
+            }
+        }
+        match self.status {
+            s @ 100..=999 => {
+                out.extend_from_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8])
+            }
+            s => push_uint(out, u64::from(s)),
+        }
         if let Some(v) = self.grpc_code {
             string_field!(out, "grpc_code", v.as_bytes(), push_plain);
         }
@@ -526,6 +550,12 @@ pub fn rejected_head(error: &(dyn std::error::Error + 'static), client: std::net
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_prefix_is_the_one_the_subscriber_writes() {
+        let rendered = gatehouse_telemetry::logging::line_prefix(&tracing::Level::INFO, "access", "request");
+        assert_eq!(String::from_utf8_lossy(LINE_PREFIX), String::from_utf8_lossy(&rendered));
+    }
 
     #[test]
     fn trace_ids_come_from_valid_traceparents_only() {
