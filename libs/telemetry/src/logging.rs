@@ -197,25 +197,10 @@ pub fn push_plain(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Appends `s` escaped for the inside of a JSON string.
 pub fn push_escaped(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    if !needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => {
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
-            }
-            _ => out.push(b),
-        }
-    }
+    let _ = escape_pieces::<std::convert::Infallible>(s, |piece| {
+        out.extend_from_slice(piece.as_bytes());
+        Ok(())
+    });
 }
 
 /// Closes a line begun with [`begin_line_at`].
@@ -275,30 +260,38 @@ pub fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
 /// characters. Most values (paths, ids, names) need no escaping: one table
 /// lookup per byte, then one copy.
 fn write_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    escape_pieces(s, |piece| out.write_str(piece))
+}
+
+/// Hands `s` to `piece` as runs of bytes that need no escaping, with the
+/// JSON escape of each byte that does between them: the one escaper behind
+/// both the subscriber's writer and the access line's byte buffer.
+fn escape_pieces<E>(s: &str, mut piece: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
     if !needs_escape(s.as_bytes()) {
-        return out.write_str(s);
+        return piece(s);
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
+        let code;
         let escape = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
-            0..=0x1f => "",
+            0..=0x1f => {
+                code = [b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+                std::str::from_utf8(&code).unwrap_or_default()
+            }
             _ => continue,
         };
         // Escaped bytes are ASCII, so `i` is always a char boundary.
-        out.write_str(&s[start..i])?;
-        if escape.is_empty() {
-            write!(out, "\\u{b:04x}")?;
-        } else {
-            out.write_str(escape)?;
-        }
+        piece(&s[start..i])?;
+        piece(escape)?;
         start = i + 1;
     }
-    out.write_str(&s[start..])
+    piece(&s[start..])
 }
 
 /// Bytes JSON strings must escape: control characters, `"` and `\\`.

@@ -518,9 +518,8 @@ impl Watchdog {
                 if let Some(d) = self.head_deadline {
                     next = next.min(d);
                 }
-                if let Some(d) = activity.request_deadline() {
-                    next = next.min(d);
-                }
+                // A request deadline sooner than `next` is brought forward
+                // by the check above the timer's poll, on the next turn.
                 timer.as_mut().reset(next);
                 poll_timer = true;
             }
