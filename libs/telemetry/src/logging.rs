@@ -47,14 +47,16 @@ pub fn init(level: &str, json: bool) -> (Option<FlushGuard>, Option<LineSink>) {
         builder.with_target(true).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).try_init()
     };
     match installed {
-        Ok(()) => (Some(guard), json.then_some(LineSink(writer))),
+        // One sink for the life of the process: hot paths hold it by
+        // reference instead of counting references to it.
+        Ok(()) => (Some(guard), json.then(|| LineSink(Box::leak(Box::new(writer))))),
         Err(_) => (None, None),
     }
 }
 
 /// Writes whole, pre-formatted JSON lines into the log queue.
-#[derive(Clone)]
-pub struct LineSink(BatchWriter);
+#[derive(Clone, Copy)]
+pub struct LineSink(&'static BatchWriter);
 
 impl fmt::Debug for LineSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,6 +68,13 @@ impl LineSink {
     /// Queues one line (which must end with a newline).
     pub fn write_line(&self, line: &[u8]) {
         self.0.append(line);
+    }
+
+    /// Queues the line `render` appends to the buffer it is given (ending
+    /// with a newline). `render` writes straight into the locked queue: it
+    /// must be short and must not log. See [`BatchWriter::append_with`].
+    pub fn write_line_with(&self, render: impl FnOnce(&mut Vec<u8>)) {
+        self.0.append_with(render);
     }
 }
 
@@ -164,10 +173,18 @@ fn push_dot_three_digits(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(&[b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
 }
 
-/// Appends the decimal digits of `n` without going through `fmt`.
+/// Appends the decimal digits of `n` without going through `fmt`. Numbers
+/// below 1000 (most byte counts of small exchanges, most durations' whole
+/// milliseconds) are copied as arrays of known size, without a call.
 #[inline(always)]
 pub fn push_uint(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    let digit = |d: u64| b'0' + (d % 10) as u8;
+    match n {
+        0..=9 => out.push(digit(n)),
+        10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n)]),
+        100..=999 => out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
+        _ => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+    }
 }
 
 /// Appends a duration in milliseconds with microsecond precision
@@ -422,6 +439,12 @@ mod tests {
         out.push(b' ');
         push_uint(&mut out, 18_446_744_073_709_551_615);
         assert_eq!(out, b"12.005 0.007 0 18446744073709551615");
+        // Every size of the short path and the first numbers past it.
+        for n in (0..=1_200).chain([9_999, 10_000, 65_535]) {
+            let mut out = Vec::new();
+            push_uint(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -14,13 +14,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use gatehouse_telemetry::grpc::GrpcCode;
-use gatehouse_telemetry::http::RouteLabel;
 use gatehouse_telemetry::logging::LineSink;
 use http::{HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use crate::error::GatewayError;
+use crate::router::Route;
 use crate::stack::RequestMeta;
 
 /// The authenticated principal; set by the auth stage on responses.
@@ -55,7 +55,7 @@ impl AccessLogLayer {
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner, enabled: self.enabled, sink: self.sink.clone() }
+        AccessLog { inner, enabled: self.enabled, sink: self.sink }
     }
 }
 
@@ -67,21 +67,45 @@ pub struct AccessLog<S> {
     sink: Option<LineSink>,
 }
 
-/// What is known when the request arrives.
+/// The request's protocol, as the access line names it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+    Grpc,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::Http2 => "http2",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// The request's fields, kept for tracing's `info!` (the text format, and
+/// processes without a line sink such as tests).
 struct Entry {
-    start: Instant,
     method: Method,
     uri: Uri,
-    protocol: &'static str,
     request_id: Option<HeaderValue>,
     trace_id: Option<HeaderValue>,
-    route: Option<RouteLabel>,
-    /// The matched route's cluster.
-    upstream: Option<Arc<str>>,
+    route: Option<Arc<Route>>,
     client_ip: Option<HeaderValue>,
-    /// `None` when the request came without a body (most GETs): nothing to count.
-    bytes_in: Option<Arc<AtomicU64>>,
-    sink: Option<LineSink>,
+}
+
+/// What the line knows of the request when it arrives.
+enum Head {
+    /// The JSON format: the request's fields already rendered, so nothing
+    /// of the request is kept (no URI, header values or route to hold and
+    /// drop), and the line is finished straight in the log queue.
+    Json {
+        fields: Vec<u8>,
+        sink: LineSink,
+    },
+    Trace(Box<Entry>),
 }
 
 impl<S, B, ResB> Service<Request<B>> for AccessLog<S>
@@ -105,38 +129,42 @@ where
         }
         let meta = req.extensions().get::<RequestMeta>();
         let protocol = if RequestMeta::is_grpc(&req) {
-            "grpc"
+            Protocol::Grpc
         } else if req.version() == Version::HTTP_2 {
-            "http2"
+            Protocol::Http2
         } else {
-            "http1"
+            Protocol::Http1
         };
-        let route = meta.and_then(|m| m.route.as_deref());
-        let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        let entry = Entry {
-            start: Instant::now(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            protocol,
-            request_id: meta.and_then(|m| m.id.clone()),
-            trace_id: match meta.and_then(|m| m.head.as_ref()) {
-                Some(head) => head.traceparent.as_ref(),
-                None => req.headers().get(&TRACEPARENT),
+        let traceparent = match meta.and_then(|m| m.head.as_ref()) {
+            Some(head) => head.traceparent.as_ref(),
+            None => req.headers().get(&TRACEPARENT),
+        };
+        let head = match self.sink {
+            Some(sink) => {
+                let mut fields = Vec::with_capacity(FIELDS_CAPACITY + req.uri().path().len());
+                render_fields(&mut fields, &req, meta, protocol, traceparent.and_then(trace_id));
+                Head::Json { fields, sink }
             }
-            .and_then(trace_id),
-            route: route.map(|r| r.label.clone()),
-            upstream: route.map(|r| Arc::clone(&r.cluster.name)),
-            client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
-            bytes_in: bytes_in.clone(),
-            sink: self.sink.clone(),
+            None => Head::Trace(Box::new(Entry {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                request_id: meta.and_then(|m| m.id.clone()),
+                trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
+                route: meta.and_then(|m| m.route.clone()),
+                client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
+            })),
         };
+        let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         // Until a response head arrives, the line says the client went away.
         let line = Box::new(Line {
-            entry,
+            head,
+            start: Instant::now(),
+            protocol,
             status: gatehouse_telemetry::http::CLIENT_CLOSED,
             grpc_code: None,
             error_type: None,
             identity: None,
+            bytes_in: bytes_in.clone(),
             bytes_out: 0,
             empty_body: false,
         });
@@ -151,10 +179,10 @@ static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparen
 
 /// `traceparent` is `version-traceid-parentid-flags`; the trace id is the
 /// 32 hex digits after the first dash.
-fn trace_id(v: &HeaderValue) -> Option<HeaderValue> {
+fn trace_id(v: &HeaderValue) -> Option<&[u8]> {
     let b = v.as_bytes();
     let id = b.get(3..35)?;
-    (b.get(2) == Some(&b'-') && id.iter().all(u8::is_ascii_hexdigit)).then(|| HeaderValue::from_bytes(id).ok())?
+    (b.get(2) == Some(&b'-') && id.iter().all(u8::is_ascii_hexdigit)).then_some(id)
 }
 
 pin_project_lite::pin_project! {
@@ -162,8 +190,6 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        // Boxed: the line is a few hundred bytes, and the future and the
-        // body that carry it are moved several times per request.
         line: Option<Box<Line>>,
     }
 
@@ -193,7 +219,7 @@ where
         };
         let ext = res.extensions();
         line.status = res.status().as_u16();
-        if line.entry.protocol == "grpc" {
+        if line.protocol == Protocol::Grpc {
             line.grpc_code = GrpcCode::from_headers(res.headers());
         }
         line.error_type = ext.get::<GatewayError>().map(|e| e.code());
@@ -205,11 +231,15 @@ where
 
 /// Everything the access line says; written once.
 struct Line {
-    entry: Entry,
+    head: Head,
+    start: Instant,
+    protocol: Protocol,
     status: u16,
     grpc_code: Option<GrpcCode>,
     error_type: Option<&'static str>,
     identity: Option<Arc<str>>,
+    /// `None` when the request came without a body (most GETs): nothing to count.
+    bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
     /// The body was empty from the start.
     empty_body: bool,
@@ -217,12 +247,11 @@ struct Line {
 
 impl Line {
     fn write(&self, ended: End) {
-        let e = &self.entry;
-        let grpc_code = match (e.protocol, self.grpc_code, ended) {
-            ("grpc", Some(code), _) => Some(code),
+        let grpc_code = match (self.protocol, self.grpc_code, ended) {
+            (Protocol::Grpc, Some(code), _) => Some(code),
             // A stream cut short is never OK.
-            ("grpc", None, End::Dropped) => Some(GrpcCode::Canceled),
-            ("grpc", None, _) => Some(GrpcCode::Unknown),
+            (Protocol::Grpc, None, End::Dropped) => Some(GrpcCode::Canceled),
+            (Protocol::Grpc, None, _) => Some(GrpcCode::Unknown),
             _ => None,
         };
         let error_type = self.error_type.or(match ended {
@@ -232,26 +261,22 @@ impl Line {
         });
         // One clock reading for the duration and the line's time.
         let now = Instant::now();
-        let fields = Fields {
-            request_id: e.request_id.as_ref().map(HeaderValue::as_bytes),
-            trace_id: e.trace_id.as_ref().map(HeaderValue::as_bytes),
-            identity_id: self.identity.as_deref(),
-            method: e.method.as_str(),
-            path: e.uri.path(),
-            route: e.route.as_ref().map_or(gatehouse_telemetry::http::UNMATCHED, |r| r.name()),
-            protocol: e.protocol,
+        let outcome = Outcome {
             status: self.status,
             grpc_code: grpc_code.map(GrpcCode::as_str),
-            upstream: e.upstream.as_deref(),
-            elapsed: now.saturating_duration_since(e.start),
-            bytes_in: e.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
+            identity_id: self.identity.as_deref(),
+            elapsed: now.saturating_duration_since(self.start),
+            bytes_in: self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
-            client_ip: e.client_ip.as_ref().map(HeaderValue::as_bytes),
             error_type,
         };
-        match &e.sink {
-            Some(sink) => fields.write_to(sink, now),
-            None => fields.trace(),
+        match &self.head {
+            Head::Json { fields, sink } => sink.write_line_with(|out| {
+                gatehouse_telemetry::logging::begin_line_at(out, LINE_PREFIX, now);
+                out.extend_from_slice(fields);
+                outcome.render(out);
+            }),
+            Head::Trace(entry) => outcome.trace(entry, self.protocol),
         }
     }
 }
@@ -261,101 +286,87 @@ impl Line {
 /// the two equal): a constant, so it is copied without a call.
 const LINE_PREFIX: &[u8] = br#"","level":"info","service":"gatehouse","target":"access","msg":"request""#;
 
-/// The access line's fields, written one of two ways. The request id,
-/// trace id and client IP are header values whose bytes were checked where
-/// they were made (visible ASCII without quotes or backslashes, hex digits,
-/// an IP address), so they are written as bytes without another check.
-struct Fields<'a> {
-    request_id: Option<&'a [u8]>,
-    trace_id: Option<&'a [u8]>,
-    identity_id: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
-    route: &'a str,
-    protocol: &'a str,
+/// Room for the request's fields besides the path: the keys, a request id,
+/// a trace id, an IPv6 address, a route and upstream name.
+const FIELDS_CAPACITY: usize = 320;
+
+/// `,"key":"value"`, the key and its punctuation one constant.
+macro_rules! string_field {
+    ($out:expr, $key:literal, $value:expr, $push:path) => {{
+        $out.extend_from_slice(concat!(",\"", $key, "\":\"").as_bytes());
+        $push($out, $value);
+        $out.push(b'"');
+    }};
+}
+
+/// Renders the fields the request itself decides, as `,"key":value` pairs:
+/// request id, trace id, method, path, route, upstream, protocol, client
+/// IP.
+///
+/// Each key is one constant together with the punctuation around it, so a
+/// line is a few dozen copies. Only the path can hold what a client chose;
+/// every other value is a request id without quotes or backslashes, a
+/// method token, names the config validated, a fixed string, hex digits or
+/// an IP, checked where they were made, and written as bytes.
+fn render_fields<B>(
+    out: &mut Vec<u8>,
+    req: &Request<B>,
+    meta: Option<&RequestMeta>,
+    protocol: Protocol,
+    trace_id: Option<&[u8]>,
+) {
+    use gatehouse_telemetry::logging::{push_escaped, push_plain};
+    if let Some(id) = meta.and_then(|m| m.id.as_ref()) {
+        string_field!(out, "request_id", id.as_bytes(), push_plain);
+    }
+    if let Some(id) = trace_id {
+        string_field!(out, "trace_id", id, push_plain);
+    }
+    // Constants of known size are copied with a few moves; a slice whose
+    // size is known only at run time costs a call.
+    match *req.method() {
+        Method::GET => out.extend_from_slice(br#","method":"GET","path":""#),
+        Method::POST => out.extend_from_slice(br#","method":"POST","path":""#),
+        Method::PUT => out.extend_from_slice(br#","method":"PUT","path":""#),
+        Method::DELETE => out.extend_from_slice(br#","method":"DELETE","path":""#),
+        ref method => {
+            out.extend_from_slice(br#","method":""#);
+            push_plain(out, method.as_str().as_bytes());
+            out.extend_from_slice(br#"","path":""#);
+        }
+    }
+    push_escaped(out, req.uri().path());
+    out.push(b'"');
+    match meta.and_then(|m| m.route.as_deref()) {
+        Some(route) => out.extend_from_slice(&route.log_fields),
+        None => out.extend_from_slice(br#","route":"unmatched""#),
+    }
+    match protocol {
+        Protocol::Http1 => out.extend_from_slice(br#","protocol":"http1""#),
+        Protocol::Http2 => out.extend_from_slice(br#","protocol":"http2""#),
+        Protocol::Grpc => out.extend_from_slice(br#","protocol":"grpc""#),
+    }
+    if let Some(client) = meta.and_then(|m| m.client.as_ref()) {
+        string_field!(out, "client_ip", client.ip.as_bytes(), push_plain);
+    }
+}
+
+/// What the response decided, known when the line is written.
+struct Outcome<'a> {
     status: u16,
     grpc_code: Option<&'a str>,
-    upstream: Option<&'a str>,
+    identity_id: Option<&'a str>,
     elapsed: std::time::Duration,
     bytes_in: u64,
     bytes_out: u64,
-    client_ip: Option<&'a [u8]>,
     error_type: Option<&'a str>,
 }
 
-impl Fields<'_> {
-    /// The hot path: the JSON line built in one buffer and queued, in the
-    /// same shape the subscriber writes, without tracing's dispatch and
-    /// per-field visitor.
-    fn write_to(&self, sink: &LineSink, now: Instant) {
-        thread_local! {
-            // One line buffer per thread, reused: no allocation per line.
-            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        // Rendering logs nothing, so the buffer is never borrowed twice.
-        LINE.with_borrow_mut(|out| {
-            out.clear();
-            self.render(out, now);
-            sink.write_line(out);
-            if out.capacity() > 64 * 1024 {
-                // A huge path once must not pin a huge buffer.
-                *out = Vec::new();
-            }
-        });
-    }
-
-    fn render(&self, out: &mut Vec<u8>, now: Instant) {
-        use gatehouse_telemetry::logging::{begin_line_at, end_line, push_escaped, push_millis, push_plain, push_uint};
-        /// `,"key":"value"`, the key and its punctuation one constant.
-        macro_rules! string_field {
-            ($out:expr, $key:literal, $value:expr, $push:ident) => {{
-                $out.extend_from_slice(concat!(",\"", $key, "\":\"").as_bytes());
-                $push($out, $value);
-                $out.push(b'"');
-            }};
-        }
-        begin_line_at(out, LINE_PREFIX, now);
-        // Each key is one constant together with the punctuation around it,
-        // and the fields every line has run together, so a line is a few
-        // dozen copies. Only the identity and the path can hold what a
-        // client chose; every other value is a request id without quotes or
-        // backslashes, a method token, a name the config validated, a fixed
-        // string, hex digits or an IP.
-        if let Some(v) = self.request_id {
-            string_field!(out, "request_id", v, push_plain);
-        }
-        if let Some(v) = self.trace_id {
-            string_field!(out, "trace_id", v, push_plain);
-        }
-        if let Some(v) = self.identity_id {
-            string_field!(out, "identity_id", v, push_escaped);
-        }
-        // Constants of known size are copied with a few moves; a slice
-        // whose size is known only at run time costs a call.
-        match self.method {
-            "GET" => out.extend_from_slice(br#","method":"GET","path":""#),
-            "POST" => out.extend_from_slice(br#","method":"POST","path":""#),
-            "PUT" => out.extend_from_slice(br#","method":"PUT","path":""#),
-            "DELETE" => out.extend_from_slice(br#","method":"DELETE","path":""#),
-            method => {
-                out.extend_from_slice(br#","method":""#);
-                push_plain(out, method.as_bytes());
-                out.extend_from_slice(br#"","path":""#);
-            }
-        }
-        push_escaped(out, self.path);
-        out.extend_from_slice(br#"","route":""#);
-        push_plain(out, self.route.as_bytes());
-        match self.protocol {
-            "http1" => out.extend_from_slice(br#"","protocol":"http1","status":"#),
-            "http2" => out.extend_from_slice(br#"","protocol":"http2","status":"#),
-            "grpc" => out.extend_from_slice(br#"","protocol":"grpc","status":"#),
-            protocol => {
-                out.extend_from_slice(br#"","protocol":""#);
-                push_plain(out, protocol.as_bytes());
-                out.extend_from_slice(br#"","status":"#);
-            }
-        }
+impl Outcome<'_> {
+    /// The rest of the JSON line, after the request's fields.
+    fn render(&self, out: &mut Vec<u8>) {
+        use gatehouse_telemetry::logging::{end_line, push_escaped, push_millis, push_plain, push_uint};
+        out.extend_from_slice(br#","status":"#);
         match self.status {
             s @ 100..=999 => {
                 out.extend_from_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8])
@@ -365,8 +376,8 @@ impl Fields<'_> {
         if let Some(v) = self.grpc_code {
             string_field!(out, "grpc_code", v.as_bytes(), push_plain);
         }
-        if let Some(v) = self.upstream {
-            string_field!(out, "upstream", v.as_bytes(), push_plain);
+        if let Some(v) = self.identity_id {
+            string_field!(out, "identity_id", v, push_escaped);
         }
         out.extend_from_slice(br#","duration_ms":"#);
         push_millis(out, self.elapsed);
@@ -374,9 +385,6 @@ impl Fields<'_> {
         push_uint(out, self.bytes_in);
         out.extend_from_slice(br#","bytes_out":"#);
         push_uint(out, self.bytes_out);
-        if let Some(v) = self.client_ip {
-            string_field!(out, "client_ip", v, push_plain);
-        }
         if let Some(v) = self.error_type {
             string_field!(out, "error_type", v.as_bytes(), push_plain);
         }
@@ -384,26 +392,26 @@ impl Fields<'_> {
     }
 
     /// Through tracing: text format, tests, no sink.
-    fn trace(&self) {
-        fn text(v: Option<&[u8]>) -> Option<&str> {
-            v.and_then(|v| std::str::from_utf8(v).ok())
+    fn trace(&self, e: &Entry, protocol: Protocol) {
+        fn text(v: Option<&HeaderValue>) -> Option<&str> {
+            v.and_then(|v| v.to_str().ok())
         }
         tracing::info!(
             target: "access",
-            request_id = text(self.request_id),
-            trace_id = text(self.trace_id),
+            request_id = text(e.request_id.as_ref()),
+            trace_id = text(e.trace_id.as_ref()),
             identity_id = self.identity_id,
-            method = self.method,
-            path = self.path,
-            route = self.route,
-            protocol = self.protocol,
+            method = e.method.as_str(),
+            path = e.uri.path(),
+            route = e.route.as_ref().map_or(gatehouse_telemetry::http::UNMATCHED, |r| &*r.name),
+            protocol = protocol.as_str(),
             status = self.status,
             grpc_code = self.grpc_code,
-            upstream = self.upstream,
+            upstream = e.route.as_ref().map(|r| &*r.cluster.name),
             duration_ms = self.elapsed.as_secs_f64() * 1000.0,
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
-            client_ip = text(self.client_ip),
+            client_ip = text(e.client_ip.as_ref()),
             error_type = self.error_type,
             "request"
         );
@@ -560,7 +568,7 @@ mod tests {
     #[test]
     fn trace_ids_come_from_valid_traceparents_only() {
         let tp = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(trace_id(&tp).as_ref().map(|v| v.as_bytes()), Some(&b"4bf92f3577b34da6a3ce929d0e0e4736"[..]));
+        assert_eq!(trace_id(&tp), Some(&b"4bf92f3577b34da6a3ce929d0e0e4736"[..]));
         assert_eq!(trace_id(&HeaderValue::from_static("garbage")), None);
         assert_eq!(trace_id(&HeaderValue::from_static("00-zzf92f3577b34da6a3ce929d0e0e4736-00f0-01")), None);
     }

@@ -29,6 +29,9 @@ pub struct Route {
     pub max_body_bytes: u64,
     /// Auth requirements (enforced by the auth stage).
     pub auth: config::Auth,
+    /// `,"route":"…","upstream":"…"`: the access line's fields that are
+    /// the same for every request the route takes, rendered once.
+    pub log_fields: Box<[u8]>,
 }
 
 #[derive(Debug)]
@@ -70,7 +73,13 @@ impl Router {
                     Rule::Any
                 };
                 let name: Arc<str> = r.name.as_str().into();
+                let mut log_fields = br#","route":""#.to_vec();
+                gatehouse_telemetry::logging::push_escaped(&mut log_fields, &name);
+                log_fields.extend_from_slice(br#"","upstream":""#);
+                gatehouse_telemetry::logging::push_escaped(&mut log_fields, &cluster.name);
+                log_fields.push(b'"');
                 Some(Arc::new(Route {
+                    log_fields: log_fields.into(),
                     label: RouteLabel::new(Arc::clone(&name)),
                     name,
                     rule,

@@ -92,6 +92,14 @@ impl BatchWriter {
     /// Queues `bytes`; they are written whole, never interleaved with
     /// another call's.
     pub fn append(&self, bytes: &[u8]) {
+        self.append_with(|buf| buf.extend_from_slice(bytes));
+    }
+
+    /// Queues what `render` appends to the buffer it is given, written
+    /// whole, never interleaved with another call's. `render` runs with
+    /// the queue locked and writes straight into it, which saves a line
+    /// buffer and a copy per line; it must be short and must not log.
+    pub fn append_with(&self, render: impl FnOnce(&mut Vec<u8>)) {
         let mut st = self.shared.lock();
         while st.buf.len() >= MAX_QUEUED && !st.closed {
             st.producers_waiting += 1;
@@ -101,10 +109,18 @@ impl BatchWriter {
         if st.closed {
             // The writer is gone (process exit): write through so nothing is lost.
             drop(st);
-            let _ = io::stdout().lock().write_all(bytes);
+            let mut line = Vec::new();
+            render(&mut line);
+            let _ = io::stdout().lock().write_all(&line);
             return;
         }
-        st.buf.extend_from_slice(bytes);
+        let before = st.buf.len();
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(&mut st.buf))) {
+            // No half line in the log.
+            st.buf.truncate(before);
+            drop(st);
+            std::panic::resume_unwind(panic);
+        }
         if st.writer_parked {
             st.writer_parked = false;
             drop(st);
@@ -255,6 +271,23 @@ mod tests {
         }
         drop(guard);
         assert_eq!(sink.bytes.lock().expect("bytes").len(), 40 << 20);
+    }
+
+    #[test]
+    fn a_line_whose_rendering_panics_leaves_nothing_behind() {
+        let sink = Sink::default();
+        let (writer, guard) = BatchWriter::spawn(sink.clone(), Duration::ZERO).expect("spawn");
+        writer.append_with(|buf| buf.extend_from_slice(b"first\n"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            writer.append_with(|buf| {
+                buf.extend_from_slice(b"half a li");
+                panic!("rendering failed");
+            });
+        }));
+        assert!(panicked.is_err(), "the panic reaches the caller");
+        writer.append(b"second\n");
+        drop(guard);
+        assert_eq!(String::from_utf8_lossy(&sink.bytes.lock().expect("bytes")), "first\nsecond\n");
     }
 
     #[test]
