@@ -142,7 +142,14 @@ where
         let head = match self.sink {
             Some(sink) => {
                 let mut fields = Vec::with_capacity(FIELDS_CAPACITY + req.uri().path().len());
-                render_fields(&mut fields, &req, meta, protocol, traceparent.and_then(trace_id));
+                render_fields(
+                    &mut fields,
+                    req.method(),
+                    req.uri().path(),
+                    meta,
+                    protocol,
+                    traceparent.and_then(trace_id),
+                );
                 Head::Json { fields, sink }
             }
             None => Head::Trace(Box::new(Entry {
@@ -308,9 +315,10 @@ macro_rules! string_field {
 /// every other value is a request id without quotes or backslashes, a
 /// method token, names the config validated, a fixed string, hex digits or
 /// an IP, checked where they were made, and written as bytes.
-fn render_fields<B>(
+fn render_fields(
     out: &mut Vec<u8>,
-    req: &Request<B>,
+    method: &Method,
+    path: &str,
     meta: Option<&RequestMeta>,
     protocol: Protocol,
     trace_id: Option<&[u8]>,
@@ -324,7 +332,7 @@ fn render_fields<B>(
     }
     // Constants of known size are copied with a few moves; a slice whose
     // size is known only at run time costs a call.
-    match *req.method() {
+    match *method {
         Method::GET => out.extend_from_slice(br#","method":"GET","path":""#),
         Method::POST => out.extend_from_slice(br#","method":"POST","path":""#),
         Method::PUT => out.extend_from_slice(br#","method":"PUT","path":""#),
@@ -335,7 +343,7 @@ fn render_fields<B>(
             out.extend_from_slice(br#"","path":""#);
         }
     }
-    push_escaped(out, req.uri().path());
+    push_escaped(out, path);
     out.push(b'"');
     match meta.and_then(|m| m.route.as_deref()) {
         Some(route) => out.extend_from_slice(&route.log_fields),
@@ -392,6 +400,8 @@ impl Outcome<'_> {
     }
 
     /// Through tracing: text format, tests, no sink.
+    #[cold]
+    #[inline(never)]
     fn trace(&self, e: &Entry, protocol: Protocol) {
         fn text(v: Option<&HeaderValue>) -> Option<&str> {
             v.and_then(|v| v.to_str().ok())
