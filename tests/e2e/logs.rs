@@ -461,6 +461,69 @@ async fn a_mixed_run_logs_one_valid_access_line_per_request_and_no_secret() {
 }
 
 #[tokio::test]
+async fn a_line_reused_on_one_worker_carries_nothing_over_from_the_request_before() {
+    // One worker thread: every line after the first is one a finished
+    // request left behind for reuse.
+    let echo = Echo::start("echo").await;
+    let config = config(echo.addr, "level: info, format: json, access_log: true") + "runtime: { worker_threads: 1 }\n";
+    let mut gateway = Gateway::start(&config).await;
+    let h1 = http1_client();
+    let h2 = http2_client();
+    let channel = Channel::from_shared(format!("http://{}", gateway.public)).unwrap().connect().await.unwrap();
+    let mut grpc = EchoClient::new(channel);
+    let mut expected = Vec::new();
+
+    let r = send(&h1, get(&gateway, "/nowhere").body(empty()).unwrap()).await;
+    expected.push(
+        Expected::new("no route", id_of(&r), "GET", "/nowhere", "http1")
+            .eq("route", "unmatched")
+            .with("upstream", Check::Absent)
+            .eq("status", 404)
+            .eq("error_type", "no_route"),
+    );
+    let r = send(&h1, get(&gateway, "/echo/status/200").body(empty()).unwrap()).await;
+    expected.push(Expected::http("GET after an error", &r, "GET", "/echo/status/200", "http1"));
+    let request = Request::post(url(gateway.public, "/echo/anything")).body(full(vec![b'p'; 500])).unwrap();
+    let r = send(&h1, request).await;
+    expected.push(Expected::http("POST", &r, "POST", "/echo/anything", "http1").eq("bytes_in", 500));
+    let r = send(&h1, get(&gateway, "/echo/headers").header("traceparent", TRACEPARENT).body(empty()).unwrap()).await;
+    expected.push(Expected::http("GET with traceparent", &r, "GET", "/echo/headers", "http1").eq("trace_id", TRACE_ID));
+    let r = send(&h1, get(&gateway, "/echo/status/200").body(empty()).unwrap()).await;
+    expected.push(Expected::http("GET after a body and a trace", &r, "GET", "/echo/status/200", "http1"));
+    let request =
+        EchoRequest { message: "missing".to_owned(), status_code: Code::NotFound as i32, ..Default::default() };
+    let status = grpc.unary(request.clone()).await.unwrap_err();
+    expected.push(
+        Expected::grpc("gRPC NotFound", status.metadata(), "Unary", "NotFound")
+            .eq("bytes_in", framed(&request))
+            .eq("bytes_out", 0),
+    );
+    let r = send(&h2, get(&gateway, "/echo/status/201").body(empty()).unwrap()).await;
+    expected.push(Expected::http("h2 GET after gRPC", &r, "GET", "/echo/status/201", "http2"));
+
+    let lines = stop(&mut gateway).await;
+    let access: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    let mut failures = Vec::new();
+    for e in &expected {
+        match access.iter().filter(|l| l["request_id"] == *e.request_id).collect::<Vec<_>>().as_slice() {
+            [line] => {
+                let mismatches = e.mismatches(line);
+                if !mismatches.is_empty() {
+                    failures.push(format!("{}: {}\n    line: {line}", e.what, mismatches.join("; ")));
+                }
+            }
+            other => failures.push(format!("{}: {} access lines", e.what, other.len())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(access.len(), expected.len());
+}
+
+#[tokio::test]
 async fn requests_the_http1_parser_rejects_get_an_access_line() {
     let echo = Echo::start("echo").await;
     let mut gateway = Gateway::start(&config(echo.addr, "format: json")).await;

@@ -137,34 +137,45 @@ fn since_epoch_at(now: Instant) -> Duration {
 }
 
 /// Appends `time` (since the Unix epoch) as RFC 3339 UTC with milliseconds.
-/// The date and time up to the second are formatted once per second per
-/// thread and reused.
+/// Each thread keeps the last timestamp it wrote: lines come many to a
+/// millisecond under load, and the next one is then a single copy of known
+/// size. A new millisecond rewrites the digits after the dot; a new second
+/// formats the date and time again.
 fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
-    // "YYYY-MM-DDTHH:MM:SS": a fixed size, so the copy is a few moves
-    // rather than a call.
+    // "YYYY-MM-DDTHH:MM:SS.mmmZ"
+    const LEN: usize = 24;
     const SECOND_LEN: usize = 19;
     thread_local! {
-        static SECOND: Cell<(u64, [u8; SECOND_LEN])> = const { Cell::new((u64::MAX, [0; SECOND_LEN])) };
+        static STAMP: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
     }
     let (secs, millis) = (since.as_secs(), since.subsec_millis());
-    let (cached_secs, mut text) = SECOND.get();
-    if cached_secs != secs {
-        // From humantime, without its "Z"; years 0..=9999 are always 19 bytes.
-        let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
-        match full.as_bytes().get(..SECOND_LEN) {
-            Some(head) => text.copy_from_slice(head),
-            None => {
-                out.extend_from_slice(full.trim_end_matches('Z').as_bytes());
-                push_dot_three_digits(out, millis);
-                out.push(b'Z');
-                return;
+    let ms = secs.saturating_mul(1000).saturating_add(u64::from(millis));
+    let (cached_ms, mut text) = STAMP.get();
+    if cached_ms != ms {
+        if cached_ms / 1000 != secs {
+            // From humantime, without its "Z"; years 0..=9999 are always 19 bytes.
+            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+            match full.as_bytes().get(..SECOND_LEN) {
+                Some(head) => text[..SECOND_LEN].copy_from_slice(head),
+                None => {
+                    out.extend_from_slice(full.trim_end_matches('Z').as_bytes());
+                    push_dot_three_digits(out, millis);
+                    out.push(b'Z');
+                    return;
+                }
             }
         }
-        SECOND.set((secs, text));
+        let n = millis;
+        text[SECOND_LEN..].copy_from_slice(&[
+            b'.',
+            b'0' + (n / 100 % 10) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+            b'Z',
+        ]);
+        STAMP.set((ms, text));
     }
     out.extend_from_slice(&text);
-    push_dot_three_digits(out, millis);
-    out.push(b'Z');
 }
 
 /// Appends `.NNN`: `n` (below 1000) as three digits after a dot.
@@ -430,6 +441,14 @@ mod tests {
         let mut out = Vec::new();
         push_timestamp(&mut out, Duration::from_millis(1_795_306_422_053));
         assert_eq!(out, humantime::format_rfc3339_millis(t).to_string().as_bytes());
+        // The same millisecond again, the next ones, the next second, an
+        // earlier one: each as formatted from scratch.
+        for ms in [1_795_306_422_053, 1_795_306_422_054, 1_795_306_422_999, 1_795_306_423_000, 1_795_306_360_001, 0] {
+            let mut out = Vec::new();
+            push_timestamp(&mut out, Duration::from_millis(ms));
+            let want = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+            assert_eq!(String::from_utf8_lossy(&out), want);
+        }
         let mut out = Vec::new();
         push_millis(&mut out, Duration::from_micros(12_005));
         out.push(b' ');

@@ -128,53 +128,56 @@ where
             return ResponseFuture { inner: self.inner.call(req), line: None };
         }
         let meta = req.extensions().get::<RequestMeta>();
-        let protocol = if RequestMeta::is_grpc(&req) {
+        let head = meta.and_then(|m| m.head.as_ref());
+        let protocol = if head.map_or_else(|| crate::stack::is_grpc(&req), |h| h.grpc) {
             Protocol::Grpc
         } else if req.version() == Version::HTTP_2 {
             Protocol::Http2
         } else {
             Protocol::Http1
         };
-        let traceparent = match meta.and_then(|m| m.head.as_ref()) {
+        let traceparent = match head {
             Some(head) => head.traceparent.as_ref(),
             None => req.headers().get(&TRACEPARENT),
         };
-        let head = match self.sink {
-            Some(sink) => {
-                let mut fields = Vec::with_capacity(FIELDS_CAPACITY + req.uri().path().len());
-                render_fields(
-                    &mut fields,
-                    req.method(),
-                    req.uri().path(),
-                    meta,
-                    protocol,
-                    traceparent.and_then(trace_id),
-                );
-                Head::Json { fields, sink }
-            }
-            None => Head::Trace(Box::new(Entry {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                request_id: meta.and_then(|m| m.id.clone()),
-                trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
-                route: meta.and_then(|m| m.route.clone()),
-                client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
-            })),
-        };
         let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
+        let start = Instant::now();
         // Until a response head arrives, the line says the client went away.
-        let line = Box::new(Line {
-            head,
-            start: Instant::now(),
-            protocol,
-            status: gatehouse_telemetry::http::CLIENT_CLOSED,
-            grpc_code: None,
-            error_type: None,
-            identity: None,
-            bytes_in: bytes_in.clone(),
-            bytes_out: 0,
-            empty_body: false,
-        });
+        let line = match self.sink {
+            Some(sink) => {
+                let path = req.uri().path();
+                let trace = traceparent.and_then(trace_id);
+                match spare_line() {
+                    Some(mut line) => {
+                        if let Head::Json { fields, sink: line_sink } = &mut line.head {
+                            *line_sink = sink;
+                            fields.reserve(FIELDS_CAPACITY + path.len());
+                            render_fields(fields, req.method(), path, meta, protocol, trace);
+                        }
+                        line.start = start;
+                        line.protocol = protocol;
+                        line.bytes_in.clone_from(&bytes_in);
+                        line
+                    }
+                    None => {
+                        let mut fields = Vec::with_capacity(FIELDS_CAPACITY + path.len());
+                        render_fields(&mut fields, req.method(), path, meta, protocol, trace);
+                        Line::new(Head::Json { fields, sink }, start, protocol, bytes_in.clone())
+                    }
+                }
+            }
+            None => {
+                let entry = Entry {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    request_id: meta.and_then(|m| m.id.clone()),
+                    trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
+                    route: meta.and_then(|m| m.route.clone()),
+                    client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
+                };
+                Line::new(Head::Trace(Box::new(entry)), start, protocol, bytes_in.clone())
+            }
+        };
         let req = req.map(|inner| CountBody { inner, bytes: bytes_in });
         ResponseFuture { inner: self.inner.call(req), line: Some(line) }
     }
@@ -205,7 +208,7 @@ pin_project_lite::pin_project! {
             // The client went away (or the process is cutting requests at
             // shutdown) before the response head: still one line.
             if let Some(line) = this.project().line.take() {
-                line.write(End::Dropped);
+                line.finish(End::Dropped);
             }
         }
     }
@@ -252,7 +255,66 @@ struct Line {
     empty_body: bool,
 }
 
+/// Lines of finished requests kept for reuse, per thread, with their field
+/// buffers: taking one costs a few instructions where a new line and its
+/// buffer cost two allocations now and two frees at the end. A thread
+/// keeps at most this many (a few hundred bytes each).
+const SPARE_LINES: usize = 64;
+
+thread_local! {
+    // Boxed: the pool hands back the very allocation a request's future
+    // and body carry, so taking a line moves a pointer, not the line.
+    #[allow(clippy::vec_box)]
+    static SPARE: std::cell::RefCell<Vec<Box<Line>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A line a finished request left on this thread, reset, with its field
+/// buffer empty.
+fn spare_line() -> Option<Box<Line>> {
+    SPARE.try_with(|spare| spare.borrow_mut().pop()).ok().flatten()
+}
+
 impl Line {
+    fn new(head: Head, start: Instant, protocol: Protocol, bytes_in: Option<Arc<AtomicU64>>) -> Box<Self> {
+        Box::new(Self {
+            head,
+            start,
+            protocol,
+            status: gatehouse_telemetry::http::CLIENT_CLOSED,
+            grpc_code: None,
+            error_type: None,
+            identity: None,
+            bytes_in,
+            bytes_out: 0,
+            empty_body: false,
+        })
+    }
+
+    /// Writes the line and keeps it for the thread's next request.
+    fn finish(mut self: Box<Self>, ended: End) {
+        self.write(ended);
+        let Head::Json { fields, .. } = &mut self.head else { return };
+        if fields.capacity() > 4 * FIELDS_CAPACITY {
+            // A long path once must not pin a long buffer.
+            return;
+        }
+        fields.clear();
+        self.status = gatehouse_telemetry::http::CLIENT_CLOSED;
+        self.grpc_code = None;
+        self.error_type = None;
+        self.identity = None;
+        self.bytes_in = None;
+        self.bytes_out = 0;
+        self.empty_body = false;
+        // During thread teardown the pool may be gone: the line is freed.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_LINES {
+                spare.push(self);
+            }
+        });
+    }
+
     fn write(&self, ended: End) {
         let grpc_code = match (self.protocol, self.grpc_code, ended) {
             (Protocol::Grpc, Some(code), _) => Some(code),
@@ -484,7 +546,7 @@ pin_project_lite::pin_project! {
                 // (trailers-only gRPC errors, 204s): that is a completed
                 // response, not a client that went away.
                 let end = if line.empty_body { End::Complete } else { End::Dropped };
-                line.write(end);
+                line.finish(end);
             }
         }
     }
@@ -508,18 +570,18 @@ impl<B: Body<Data = Bytes>> Body for LogBody<B> {
                 }
                 if this.inner.is_end_stream() {
                     if let Some(line) = this.line.take() {
-                        line.write(End::Complete);
+                        line.finish(End::Complete);
                     }
                 }
             }
             Some(Err(_)) => {
                 if let Some(line) = this.line.take() {
-                    line.write(End::Failed);
+                    line.finish(End::Failed);
                 }
             }
             None => {
                 if let Some(line) = this.line.take() {
-                    line.write(End::Complete);
+                    line.finish(End::Complete);
                 }
             }
         }
