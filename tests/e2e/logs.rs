@@ -13,7 +13,7 @@ use bytes::Bytes;
 use gatehouse_proto::echo::v1::echo_client::EchoClient;
 use gatehouse_proto::echo::v1::{EchoRequest, EchoResponse};
 use gatehouse_test_support::{
-    Collected, Echo, Gateway, RawResponse, Signal, body_with_trailers, empty, full, http1_client, http2_client,
+    Client, Collected, Echo, Gateway, RawResponse, Signal, body_with_trailers, empty, full, http1_client, http2_client,
     raw_http, send, strip_ansi, url,
 };
 use http::Request;
@@ -191,6 +191,45 @@ fn check_common_fields(line: &str) -> Result<Value, String> {
     Ok(value)
 }
 
+/// An HTTP/1.1 client, an HTTP/2 client and a gRPC client of `gateway`.
+async fn clients(gateway: &Gateway) -> (Client, Client, EchoClient<Channel>) {
+    let channel = Channel::from_shared(format!("http://{}", gateway.public)).unwrap().connect().await.unwrap();
+    (http1_client(), http2_client(), EchoClient::new(channel))
+}
+
+/// What is wrong with the access lines: a request with no line, or more
+/// than one, or a line that says something else than expected, and lines
+/// for requests never sent.
+fn wrong_lines(expected: &[Expected], access: &[Value]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut by_id: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for line in access {
+        let id = line["request_id"].as_str().unwrap_or_else(|| panic!("access line without request_id: {line}"));
+        by_id.entry(id).or_default().push(line);
+    }
+    for e in expected {
+        match by_id.remove(e.request_id.as_str()).as_deref() {
+            None => failures.push(format!("{}: no access line with request_id {}", e.what, e.request_id)),
+            Some([line]) => {
+                let mismatches = e.mismatches(line);
+                if !mismatches.is_empty() {
+                    failures.push(format!("{}: {}\n    line: {line}", e.what, mismatches.join("; ")));
+                }
+            }
+            Some(lines) => failures.push(format!("{}: {} access lines: {lines:?}", e.what, lines.len())),
+        }
+    }
+    for (id, lines) in by_id {
+        failures.push(format!("access line(s) for no request sent (request_id {id}): {lines:?}"));
+    }
+    failures
+}
+
+/// The access lines among `lines`, parsed.
+fn access_lines(lines: &[String]) -> Vec<Value> {
+    lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["target"] == "access").collect()
+}
+
 /// Stops the gateway with SIGTERM and returns its whole standard output.
 async fn stop(gateway: &mut Gateway) -> Vec<String> {
     gateway.signal(Signal::Term).unwrap();
@@ -204,10 +243,7 @@ async fn stop(gateway: &mut Gateway) -> Vec<String> {
 async fn a_mixed_run_logs_one_valid_access_line_per_request_and_no_secret() {
     let echo = Echo::start("echo").await;
     let mut gateway = Gateway::start(&config(echo.addr, "level: info, format: json, access_log: true")).await;
-    let h1 = http1_client();
-    let h2 = http2_client();
-    let channel = Channel::from_shared(format!("http://{}", gateway.public)).unwrap().connect().await.unwrap();
-    let mut grpc = EchoClient::new(channel);
+    let (h1, h2, mut grpc) = clients(&gateway).await;
     let mut expected = Vec::new();
 
     // HTTP/1.1 GETs with a secret in the query string.
@@ -425,31 +461,14 @@ async fn a_mixed_run_logs_one_valid_access_line_per_request_and_no_secret() {
     }
 
     // Exactly one access line per request, and the right one.
-    let mut by_id: HashMap<&str, Vec<&Value>> = HashMap::new();
     for line in &access {
-        let id = line["request_id"].as_str().unwrap_or_else(|| panic!("access line without request_id: {line}"));
-        by_id.entry(id).or_default().push(line);
         assert!(
             line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
             "duration_ms is not a non-negative number: {line}"
         );
         assert!(line["path"].as_str().is_some_and(|p| !p.contains('?')), "a path with a query: {line}");
     }
-    for e in &expected {
-        match by_id.remove(e.request_id.as_str()).as_deref() {
-            None => failures.push(format!("{}: no access line with request_id {}", e.what, e.request_id)),
-            Some([line]) => {
-                let mismatches = e.mismatches(line);
-                if !mismatches.is_empty() {
-                    failures.push(format!("{}: {}\n    line: {line}", e.what, mismatches.join("; ")));
-                }
-            }
-            Some(lines) => failures.push(format!("{}: {} access lines: {lines:?}", e.what, lines.len())),
-        }
-    }
-    for (id, lines) in by_id {
-        failures.push(format!("access line(s) for no request sent (request_id {id}): {lines:?}"));
-    }
+    failures.extend(wrong_lines(&expected, &access));
     assert!(
         failures.is_empty(),
         "{} of {} requests logged wrongly:\n  {}",
@@ -467,10 +486,7 @@ async fn a_line_reused_on_one_worker_carries_nothing_over_from_the_request_befor
     let echo = Echo::start("echo").await;
     let config = config(echo.addr, "level: info, format: json, access_log: true") + "runtime: { worker_threads: 1 }\n";
     let mut gateway = Gateway::start(&config).await;
-    let h1 = http1_client();
-    let h2 = http2_client();
-    let channel = Channel::from_shared(format!("http://{}", gateway.public)).unwrap().connect().await.unwrap();
-    let mut grpc = EchoClient::new(channel);
+    let (h1, h2, mut grpc) = clients(&gateway).await;
     let mut expected = Vec::new();
 
     let r = send(&h1, get(&gateway, "/nowhere").body(empty()).unwrap()).await;
@@ -501,26 +517,9 @@ async fn a_line_reused_on_one_worker_carries_nothing_over_from_the_request_befor
     let r = send(&h2, get(&gateway, "/echo/status/201").body(empty()).unwrap()).await;
     expected.push(Expected::http("h2 GET after gRPC", &r, "GET", "/echo/status/201", "http2"));
 
-    let lines = stop(&mut gateway).await;
-    let access: Vec<Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "access")
-        .collect();
-    let mut failures = Vec::new();
-    for e in &expected {
-        match access.iter().filter(|l| l["request_id"] == *e.request_id).collect::<Vec<_>>().as_slice() {
-            [line] => {
-                let mismatches = e.mismatches(line);
-                if !mismatches.is_empty() {
-                    failures.push(format!("{}: {}\n    line: {line}", e.what, mismatches.join("; ")));
-                }
-            }
-            other => failures.push(format!("{}: {} access lines", e.what, other.len())),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(access.len(), expected.len());
+    let access = access_lines(&stop(&mut gateway).await);
+    let failures = wrong_lines(&expected, &access);
+    assert!(failures.is_empty(), "{}", failures.join("\n  "));
 }
 
 #[tokio::test]
@@ -538,11 +537,7 @@ async fn requests_the_http1_parser_rejects_get_an_access_line() {
     assert_eq!(r.status, 431, "{r:?}");
 
     let lines = stop(&mut gateway).await;
-    let access: Vec<Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "access")
-        .collect();
+    let access = access_lines(&lines);
     assert_eq!(access.len(), 1, "one access line for the rejected request: {access:#?}");
     let line = &access[0];
     assert_eq!(
