@@ -299,6 +299,14 @@ async fn http2_loop(name: String, addr: SocketAddr, progress: Arc<AtomicU64>) ->
         let handshake = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), io).await;
         let (mut sender, conn) = match handshake {
             Ok(pair) => pair,
+            // The kernel completed the TCP handshake while the listener was
+            // still open, and the connection was reset with the listener
+            // before the gateway accepted it: the same as a refusal, and no
+            // request was sent.
+            Err(e) if reset_by_peer(&e) => {
+                report.refused_at = Some(Instant::now());
+                break;
+            }
             Err(e) => {
                 report.failures.push(format!("HTTP/2 handshake: {e:?}"));
                 break;
@@ -331,6 +339,18 @@ async fn http2_loop(name: String, addr: SocketAddr, progress: Arc<AtomicU64>) ->
         }
     }
     report
+}
+
+/// Whether `e` or an error in its chain is a connection reset by the peer.
+fn reset_by_peer(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether a gRPC error is a refused connection (anywhere in its chain).
