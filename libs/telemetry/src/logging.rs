@@ -65,15 +65,10 @@ impl fmt::Debug for LineSink {
 }
 
 impl LineSink {
-    /// Queues one line (which must end with a newline).
-    pub fn write_line(&self, line: &[u8]) {
-        self.0.append(line);
-    }
-
     /// Queues the line `render` appends to the buffer it is given (ending
     /// with a newline). `render` writes straight into the locked queue: it
     /// must be short and must not log. See [`BatchWriter::append_with`].
-    pub fn write_line_with(&self, render: impl FnOnce(&mut Vec<u8>)) {
+    pub fn write_line(&self, render: impl FnOnce(&mut Vec<u8>)) {
         self.0.append_with(render);
     }
 }
@@ -165,23 +160,23 @@ fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
                 }
             }
         }
-        let n = millis;
-        text[SECOND_LEN..].copy_from_slice(&[
-            b'.',
-            b'0' + (n / 100 % 10) as u8,
-            b'0' + (n / 10 % 10) as u8,
-            b'0' + (n % 10) as u8,
-            b'Z',
-        ]);
+        text[SECOND_LEN..LEN - 1].copy_from_slice(&dot_three_digits(millis));
+        text[LEN - 1] = b'Z';
         STAMP.set((ms, text));
     }
     out.extend_from_slice(&text);
 }
 
-/// Appends `.NNN`: `n` (below 1000) as three digits after a dot.
+/// `.NNN`: `n` (below 1000) as three digits after a dot.
+#[inline(always)]
+fn dot_three_digits(n: u32) -> [u8; 4] {
+    [b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+}
+
+/// Appends [`dot_three_digits`].
 #[inline(always)]
 fn push_dot_three_digits(out: &mut Vec<u8>, n: u32) {
-    out.extend_from_slice(&[b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
+    out.extend_from_slice(&dot_three_digits(n));
 }
 
 /// Appends the decimal digits of `n` without going through `fmt`. Numbers

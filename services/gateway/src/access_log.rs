@@ -141,42 +141,38 @@ where
             None => req.headers().get(&TRACEPARENT),
         };
         let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        let start = Instant::now();
-        // Until a response head arrives, the line says the client went away.
-        let line = match self.sink {
+        // A finished request's line, kept on this thread: it lends its
+        // field buffer and then takes the new line, saving both allocations.
+        let mut spare = None;
+        let head = match self.sink {
             Some(sink) => {
                 let path = req.uri().path();
-                let trace = traceparent.and_then(trace_id);
-                match spare_line() {
-                    Some(mut line) => {
-                        if let Head::Json { fields, sink: line_sink } = &mut line.head {
-                            *line_sink = sink;
-                            fields.reserve(FIELDS_CAPACITY + path.len());
-                            render_fields(fields, req.method(), path, meta, protocol, trace);
-                        }
-                        line.start = start;
-                        line.protocol = protocol;
-                        line.bytes_in.clone_from(&bytes_in);
-                        line
-                    }
-                    None => {
-                        let mut fields = Vec::with_capacity(FIELDS_CAPACITY + path.len());
-                        render_fields(&mut fields, req.method(), path, meta, protocol, trace);
-                        Line::new(Head::Json { fields, sink }, start, protocol, bytes_in.clone())
-                    }
-                }
-            }
-            None => {
-                let entry = Entry {
-                    method: req.method().clone(),
-                    uri: req.uri().clone(),
-                    request_id: meta.and_then(|m| m.id.clone()),
-                    trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
-                    route: meta.and_then(|m| m.route.clone()),
-                    client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
+                spare = spare_line();
+                let mut fields = match spare.as_mut().map(|line| &mut line.head) {
+                    Some(Head::Json { fields, .. }) => std::mem::take(fields),
+                    _ => Vec::new(),
                 };
-                Line::new(Head::Trace(Box::new(entry)), start, protocol, bytes_in.clone())
+                fields.clear();
+                fields.reserve(FIELDS_CAPACITY + path.len());
+                render_fields(&mut fields, req.method(), path, meta, protocol, traceparent.and_then(trace_id));
+                Head::Json { fields, sink }
             }
+            None => Head::Trace(Box::new(Entry {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                request_id: meta.and_then(|m| m.id.clone()),
+                trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
+                route: meta.and_then(|m| m.route.clone()),
+                client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
+            })),
+        };
+        let fresh = Line::fresh(head, Instant::now(), protocol, bytes_in.clone());
+        let line = match spare {
+            Some(mut line) => {
+                *line = fresh;
+                line
+            }
+            None => Box::new(fresh),
         };
         let req = req.map(|inner| CountBody { inner, bytes: bytes_in });
         ResponseFuture { inner: self.inner.call(req), line: Some(line) }
@@ -268,15 +264,17 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<Box<Line>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A line a finished request left on this thread, reset, with its field
-/// buffer empty.
+/// A line a finished request left on this thread, for its allocation and
+/// its field buffer.
 fn spare_line() -> Option<Box<Line>> {
     SPARE.try_with(|spare| spare.borrow_mut().pop()).ok().flatten()
 }
 
 impl Line {
-    fn new(head: Head, start: Instant, protocol: Protocol, bytes_in: Option<Arc<AtomicU64>>) -> Box<Self> {
-        Box::new(Self {
+    /// The line of a request that just arrived: until a response head
+    /// arrives, it says the client went away.
+    fn fresh(head: Head, start: Instant, protocol: Protocol, bytes_in: Option<Arc<AtomicU64>>) -> Self {
+        Self {
             head,
             start,
             protocol,
@@ -287,25 +285,20 @@ impl Line {
             bytes_in,
             bytes_out: 0,
             empty_body: false,
-        })
+        }
     }
 
     /// Writes the line and keeps it for the thread's next request.
     fn finish(mut self: Box<Self>, ended: End) {
         self.write(ended);
-        let Head::Json { fields, .. } = &mut self.head else { return };
-        if fields.capacity() > 4 * FIELDS_CAPACITY {
-            // A long path once must not pin a long buffer.
+        // A long path once must not pin a long buffer; text-format lines
+        // have none to lend.
+        if !matches!(&self.head, Head::Json { fields, .. } if fields.capacity() <= 4 * FIELDS_CAPACITY) {
             return;
         }
-        fields.clear();
-        self.status = gatehouse_telemetry::http::CLIENT_CLOSED;
-        self.grpc_code = None;
-        self.error_type = None;
+        // What the line refers to is let go now, not when it is reused.
         self.identity = None;
         self.bytes_in = None;
-        self.bytes_out = 0;
-        self.empty_body = false;
         // During thread teardown the pool may be gone: the line is freed.
         let _ = SPARE.try_with(|spare| {
             let mut spare = spare.borrow_mut();
@@ -340,7 +333,7 @@ impl Line {
             error_type,
         };
         match &self.head {
-            Head::Json { fields, sink } => sink.write_line_with(|out| {
+            Head::Json { fields, sink } => sink.write_line(|out| {
                 gatehouse_telemetry::logging::begin_line_at(out, LINE_PREFIX, now);
                 out.extend_from_slice(fields);
                 outcome.render(out);
@@ -437,12 +430,7 @@ impl Outcome<'_> {
     fn render(&self, out: &mut Vec<u8>) {
         use gatehouse_telemetry::logging::{end_line, push_escaped, push_millis, push_plain, push_uint};
         out.extend_from_slice(br#","status":"#);
-        match self.status {
-            s @ 100..=999 => {
-                out.extend_from_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8])
-            }
-            s => push_uint(out, u64::from(s)),
-        }
+        push_uint(out, u64::from(self.status));
         if let Some(v) = self.grpc_code {
             string_field!(out, "grpc_code", v.as_bytes(), push_plain);
         }

@@ -99,7 +99,6 @@ impl fmt::Debug for RouteLabel {
     }
 }
 
-/// The index of a method's label in `METHODS`.
 /// The method's index in [`METHODS`]; `other` for extension methods.
 pub(super) fn method_index(method: &Method) -> u8 {
     match *method {
