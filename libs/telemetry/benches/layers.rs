@@ -26,7 +26,7 @@ struct Small {
     trailers: Option<HeaderMap>,
 }
 
-impl gatehouse_telemetry::UpstreamTimed for Small {}
+impl gatehouse_telemetry::Timed for Small {}
 
 impl Body for Small {
     type Data = Bytes;

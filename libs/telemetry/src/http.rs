@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 pub use route::RouteLabel;
 
 use crate::grpc::is_grpc;
-use crate::upstream::UpstreamTimed;
+use crate::timing::{ArrivalOf, Timed};
 use route::method_index;
 
 /// The `route` value of requests that matched no route.
@@ -40,13 +40,14 @@ pub type RouteOf = fn(&http::Extensions) -> Option<&RouteLabel>;
 pub struct HttpMetricsLayer {
     unmatched: RouteLabel,
     route_of: RouteOf,
+    arrival_of: ArrivalOf,
 }
 
 impl HttpMetricsLayer {
     /// Builds the layer and the `route="unmatched"` handles. The request's
     /// route is read from a [`RouteLabel`] extension.
     pub fn new() -> Self {
-        Self { unmatched: RouteLabel::new(UNMATCHED), route_of: |ext| ext.get::<RouteLabel>() }
+        Self { unmatched: RouteLabel::new(UNMATCHED), route_of: |ext| ext.get::<RouteLabel>(), arrival_of: |_| None }
     }
 
     /// Reads the route from wherever the application keeps it, so an
@@ -55,6 +56,14 @@ impl HttpMetricsLayer {
     #[must_use]
     pub fn route_from(mut self, route_of: RouteOf) -> Self {
         self.route_of = route_of;
+        self
+    }
+
+    /// Measures from when the request arrived, as an earlier stage read
+    /// it, rather than reading the clock again (see [`crate::timing`]).
+    #[must_use]
+    pub fn arrival_from(mut self, arrival_of: ArrivalOf) -> Self {
+        self.arrival_of = arrival_of;
         self
     }
 }
@@ -69,7 +78,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics { inner, unmatched: self.unmatched.clone(), route_of: self.route_of }
+        HttpMetrics { inner, unmatched: self.unmatched.clone(), route_of: self.route_of, arrival_of: self.arrival_of }
     }
 }
 
@@ -79,12 +88,13 @@ pub struct HttpMetrics<S> {
     inner: S,
     unmatched: RouteLabel,
     route_of: RouteOf,
+    arrival_of: ArrivalOf,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpMetrics<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: UpstreamTimed,
+    ResB: Timed,
 {
     type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
@@ -98,7 +108,8 @@ where
         let call = (!is_grpc(req.headers())).then(|| {
             let route = (self.route_of)(req.extensions()).unwrap_or(&self.unmatched).clone();
             route.started();
-            Call { route, method: method_index(req.method()), start: Instant::now(), code: CLIENT_CLOSED }
+            let start = (self.arrival_of)(req.extensions()).unwrap_or_else(Instant::now);
+            Call { route, method: method_index(req.method()), start, code: CLIENT_CLOSED, done: false }
         });
         ResponseFuture { inner: self.inner.call(req), call }
     }
@@ -111,11 +122,27 @@ struct Call {
     method: u8,
     start: Instant,
     code: u16,
+    /// Recorded already (by [`Call::end_at`]).
+    done: bool,
+}
+
+impl Call {
+    /// Records the request as ended at `ended`.
+    fn end_at(mut self, ended: Instant) {
+        self.record(ended);
+        self.done = true;
+    }
+
+    fn record(&self, ended: Instant) {
+        self.route.finish(self.method, self.code, ended.saturating_duration_since(self.start));
+    }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        self.route.finish(self.method, self.code, self.start.elapsed());
+        if !self.done {
+            self.record(Instant::now());
+        }
     }
 }
 
@@ -131,7 +158,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: UpstreamTimed,
+    B: Timed,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -170,7 +197,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B: Body> Body for ResponseBody<B> {
+impl<B: Body + Timed> Body for ResponseBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -180,7 +207,9 @@ impl<B: Body> Body for ResponseBody<B> {
         // hyper stops polling once `is_end_stream` says so, so the end is
         // noticed after the last frame, not only on `None`.
         if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
-            this.call.take();
+            if let Some(call) = this.call.take() {
+                call.end_at(this.inner.ended_at().unwrap_or_else(Instant::now));
+            }
         }
         Poll::Ready(frame)
     }
@@ -191,6 +220,18 @@ impl<B: Body> Body for ResponseBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B: Timed> Timed for ResponseBody<B> {
+    fn upstream_elapsed(&self) -> Option<Duration> {
+        self.inner.upstream_elapsed()
+    }
+
+    /// The inner body's reading only: this body's own is not kept, which
+    /// would make every response it wraps larger to move.
+    fn ended_at(&self) -> Option<Instant> {
+        self.inner.ended_at()
     }
 }
 

@@ -21,9 +21,13 @@
 //!   metrics layer and later stages act on its result.
 //! - [`UpstreamMetricsLayer`] wraps each cluster's client, inside retries
 //!   and the circuit breaker so every attempt is counted. Its response body
-//!   tells the time to the response head ([`UpstreamTimed`]); the proxy
-//!   keeps that body inside its own, which passes the time on, so the
-//!   server-side layers can compute the overhead.
+//!   tells the time to the response head and when the stream ended
+//!   ([`Timed`]); the proxy keeps that body inside its own, which passes
+//!   both on, so the server-side layers can compute the overhead and need
+//!   not read the clock again at the end.
+//! - The layers take the request's arrival from the first stage
+//!   ([`HttpMetricsLayer::arrival_from`], [`GrpcMetricsLayer::arrival_from`])
+//!   rather than each reading the clock ([`timing`]).
 
 pub mod buckets;
 pub mod catalogue;
@@ -35,6 +39,7 @@ pub mod logging;
 pub mod rejections;
 pub mod seed;
 pub mod state;
+pub mod timing;
 pub mod upstream;
 
 mod series;
@@ -51,7 +56,8 @@ pub use http::{HttpMetrics, HttpMetricsLayer, RouteLabel};
 pub use rejections::{AuthorizationLatency, RejectReason, Rejections};
 pub use seed::{GrpcServiceSpec, SeedSpec, UpstreamSpec, seed};
 pub use state::{ConfigReload, GatewayState};
-pub use upstream::{UpstreamMetrics, UpstreamMetricsLayer, UpstreamTimed};
+pub use timing::{ArrivalOf, Timed};
+pub use upstream::{UpstreamMetrics, UpstreamMetricsLayer};
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]

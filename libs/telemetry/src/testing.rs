@@ -51,6 +51,7 @@ pub(crate) struct TestBody {
     frames: VecDeque<Frame<Bytes>>,
     eager_end: bool,
     upstream: Option<std::time::Duration>,
+    ended_at: Option<std::time::Instant>,
 }
 
 impl TestBody {
@@ -58,7 +59,7 @@ impl TestBody {
     pub(crate) fn new(chunks: impl IntoIterator<Item = Vec<u8>>, trailers: Option<HeaderMap>) -> Self {
         let mut frames: VecDeque<_> = chunks.into_iter().map(|c| Frame::data(Bytes::from(c))).collect();
         frames.extend(trailers.map(Frame::trailers));
-        Self { frames, eager_end: true, upstream: None }
+        Self { frames, eager_end: true, upstream: None, ended_at: None }
     }
 
     /// `data` split into chunks of the given sizes (the rest in a last chunk).
@@ -82,6 +83,13 @@ impl TestBody {
         self
     }
 
+    /// Says its stream ended at `at` (as an upstream body that read the
+    /// clock for its end does).
+    pub(crate) fn with_ended_at(mut self, at: std::time::Instant) -> Self {
+        self.ended_at = Some(at);
+        self
+    }
+
     /// Ends only by returning `None`.
     pub(crate) fn lazy_end(mut self) -> Self {
         self.eager_end = false;
@@ -89,9 +97,13 @@ impl TestBody {
     }
 }
 
-impl crate::upstream::UpstreamTimed for TestBody {
+impl crate::Timed for TestBody {
     fn upstream_elapsed(&self) -> Option<std::time::Duration> {
         self.upstream
+    }
+
+    fn ended_at(&self) -> Option<std::time::Instant> {
+        self.ended_at.filter(|_| self.frames.is_empty())
     }
 }
 

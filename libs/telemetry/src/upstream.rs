@@ -9,8 +9,9 @@
 //! route timeout, or the downstream client went away).
 //!
 //! The layer's response body also tells how long the upstream took to send
-//! the response head ([`UpstreamTimed`]), from which the server-side layers
-//! derive `gateway_overhead_seconds`.
+//! the response head, from which the server-side layers derive
+//! `gateway_overhead_seconds`, and when the stream ended ([`Timed`]), so
+//! the layers around it do not read the clock again.
 
 use std::fmt;
 use std::future::Future;
@@ -27,19 +28,7 @@ use tower::{Layer, Service};
 use crate::catalogue::{UPSTREAM_REQUEST_DURATION, UPSTREAM_REQUESTS};
 use crate::grpc::GrpcCode;
 use crate::series::{self, SeriesCache};
-
-/// A response body that can tell how long the upstream took to send the
-/// response head. The server-side layers subtract it from the request's
-/// time to get the gateway's own overhead. The body carries it rather than
-/// the response's extensions: the first extension of a response allocates
-/// its map, on every proxied request.
-pub trait UpstreamTimed {
-    /// Time from sending the request upstream to its response head; `None`
-    /// (the default) for a response the gateway produced itself.
-    fn upstream_elapsed(&self) -> Option<Duration> {
-        None
-    }
-}
+use crate::timing::Timed;
 
 /// `code` values beyond HTTP statuses (which are 100..=999).
 const ERROR: u16 = 1;
@@ -157,13 +146,27 @@ struct Call {
     grpc: Option<GrpcCode>,
     /// Whether `grpc` is final (from the head or the trailers).
     settled: bool,
+    /// Recorded already (by [`Call::end_at`]).
+    done: bool,
 }
 
 impl Call {
     /// Counted as cancelled unless the exchange says otherwise.
     fn begin(series: &Arc<UpstreamSeries>) -> Self {
         let grpc = series.grpc.then_some(GrpcCode::Canceled);
-        Self { series: Arc::clone(series), start: Instant::now(), code: CANCELLED, grpc, settled: false }
+        Self { series: Arc::clone(series), start: Instant::now(), code: CANCELLED, grpc, settled: false, done: false }
+    }
+
+    /// Records the exchange as ended at `ended`.
+    fn end_at(mut self, ended: Instant) {
+        self.record(ended);
+        self.done = true;
+    }
+
+    fn record(&self, ended: Instant) {
+        let s = &self.series;
+        s.with_counter(self.code, self.grpc, |c| c.increment(1));
+        s.duration.record(ended.saturating_duration_since(self.start).as_secs_f64());
     }
 
     fn settle(&mut self, code: GrpcCode) {
@@ -176,9 +179,9 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        let s = &self.series;
-        s.with_counter(self.code, self.grpc, |c| c.increment(1));
-        s.duration.record(self.start.elapsed().as_secs_f64());
+        if !self.done {
+            self.record(Instant::now());
+        }
     }
 }
 
@@ -212,7 +215,7 @@ where
                         }
                     }
                 }
-                Ok(res.map(|inner| ResponseBody { inner, call, head }))
+                Ok(res.map(|inner| ResponseBody { inner, call, head, ended: None }))
             }
             Err(e) => {
                 if let Some(call) = call.as_mut() {
@@ -235,12 +238,18 @@ pin_project_lite::pin_project! {
         call: Option<Call>,
         // Time to the response head.
         head: Option<Duration>,
+        // When the stream ended, for the bodies around this one.
+        ended: Option<Instant>,
     }
 }
 
-impl<B> UpstreamTimed for ResponseBody<B> {
+impl<B> Timed for ResponseBody<B> {
     fn upstream_elapsed(&self) -> Option<Duration> {
         self.head
+    }
+
+    fn ended_at(&self) -> Option<Instant> {
+        self.ended
     }
 }
 
@@ -267,6 +276,9 @@ impl<B: Body> Body for ResponseBody<B> {
             if let Some(mut call) = this.call.take() {
                 // Ended without a status anywhere: never count it as OK.
                 call.settle(GrpcCode::Unknown);
+                let now = Instant::now();
+                *this.ended = Some(now);
+                call.end_at(now);
             }
         }
         Poll::Ready(frame)

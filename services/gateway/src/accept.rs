@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +46,7 @@ use crate::access_log;
 use crate::config::Limits;
 use crate::stack::PublicBody;
 use crate::stack::{ClientAddr, RequestMeta};
+use gatehouse_telemetry::Timed;
 
 /// Accepts connections until `shutdown` turns true, then asks every
 /// connection to finish gracefully and returns once all have closed.
@@ -179,6 +180,7 @@ async fn serve_connection<S>(
             let guard = InFlight::enter(Arc::clone(&svc_activity));
             let meta = RequestMeta::of(&mut req);
             meta.client = Some(client.clone());
+            meta.arrived = Some(std::time::Instant::now());
             // One request at a time on an HTTP/1 connection, polled by the
             // connection's own task: its watchdog keeps the upstream deadline.
             if http1 {
@@ -196,7 +198,7 @@ async fn serve_connection<S>(
             };
             // A named future (not an `async` block) so it is `Unpin`, which
             // taking an HTTP/1 connection apart requires.
-            called.map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, _guard: guard })))
+            called.map(move |res| res.map(|res| res.map(|body| Tracked { inner: body, guard })))
         })
     };
     let last_call = shutdown.is_none();
@@ -609,9 +611,9 @@ impl Activity {
         }
     }
 
-    fn set_request_deadline(&self, timeout: Duration) {
+    fn set_request_deadline(&self, due: Instant) {
         // Rounded up to the millisecond: never early.
-        let at = self.started.elapsed() + timeout;
+        let at = due.saturating_duration_since(self.started);
         let ms = u64::try_from(at.as_micros().div_ceil(1000)).unwrap_or(NO_DEADLINE - 1).min(NO_DEADLINE - 1);
         self.request_expired.store(false, Ordering::Release);
         self.request_deadline_ms.store(ms, Ordering::Release);
@@ -657,21 +659,26 @@ impl Activity {
 
 /// One request in flight, from its head until its response body ends.
 #[derive(Debug)]
-struct InFlight(Arc<Activity>);
+struct InFlight {
+    activity: Arc<Activity>,
+    /// When the response ended, as the body read it; read at drop if not.
+    done_at: Option<std::time::Instant>,
+}
 
 impl InFlight {
     fn enter(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.served.fetch_add(1, Ordering::Relaxed);
         activity.mark_request_boundary();
-        Self(activity)
+        Self { activity, done_at: None }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
-        let now = a.started.elapsed().as_millis() as u64;
+        let a = &self.activity;
+        let done = self.done_at.map_or_else(Instant::now, Instant::from_std);
+        let now = done.saturating_duration_since(a.started).as_millis() as u64;
         a.last_done_ms.fetch_max(now, Ordering::AcqRel);
         // A request body read to its end is not the next head.
         a.mark_request_boundary();
@@ -705,15 +712,15 @@ impl std::fmt::Debug for ConnDeadline {
 pub struct TimedOut;
 
 impl ConnDeadline {
-    /// Runs `inner` until it finishes or `timeout` has passed.
-    pub fn timeout<F: Future>(self, timeout: Duration, inner: F) -> Deadline<F> {
-        self.0.set_request_deadline(timeout);
+    /// Runs `inner` until it finishes or `due` has passed.
+    pub fn timeout_at<F: Future>(self, due: std::time::Instant, inner: F) -> Deadline<F> {
+        self.0.set_request_deadline(due.into());
         Deadline { inner, activity: self.0 }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// See [`ConnDeadline::timeout`].
+    /// See [`ConnDeadline::timeout_at`].
     pub struct Deadline<F> {
         #[pin]
         inner: F,
@@ -803,16 +810,23 @@ pin_project_lite::pin_project! {
     struct Tracked<B> {
         #[pin]
         inner: B,
-        _guard: InFlight,
+        guard: InFlight,
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Tracked<B> {
+impl<B: Body<Data = Bytes> + Timed> Body for Tracked<B> {
     type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            // The connection's idle time starts from the reading the layers
+            // inside took for the end, if they took one.
+            this.guard.done_at = this.inner.ended_at();
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

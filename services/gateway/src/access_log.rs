@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
+use gatehouse_telemetry::Timed;
 use gatehouse_telemetry::grpc::GrpcCode;
 use gatehouse_telemetry::logging::LineSink;
 use http::{HeaderValue, Method, Request, Response, Uri, Version};
@@ -166,7 +167,8 @@ where
                 client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
             })),
         };
-        let fresh = Line::fresh(head, Instant::now(), protocol, bytes_in.clone());
+        let start = meta.and_then(|m| m.arrived).unwrap_or_else(Instant::now);
+        let fresh = Line::fresh(head, start, protocol, bytes_in.clone());
         let line = match spare {
             Some(mut line) => {
                 *line = fresh;
@@ -204,7 +206,7 @@ pin_project_lite::pin_project! {
             // The client went away (or the process is cutting requests at
             // shutdown) before the response head: still one line.
             if let Some(line) = this.project().line.take() {
-                line.finish(End::Dropped);
+                line.finish(End::Dropped, None);
             }
         }
     }
@@ -288,9 +290,10 @@ impl Line {
         }
     }
 
-    /// Writes the line and keeps it for the thread's next request.
-    fn finish(mut self: Box<Self>, ended: End) {
-        self.write(ended);
+    /// Writes the line and keeps it for the thread's next request. `at`
+    /// is when the response ended, if a layer inside read the clock for it.
+    fn finish(mut self: Box<Self>, ended: End, at: Option<Instant>) {
+        self.write(ended, at.unwrap_or_else(Instant::now));
         // A long path once must not pin a long buffer; text-format lines
         // have none to lend.
         if !matches!(&self.head, Head::Json { fields, .. } if fields.capacity() <= 4 * FIELDS_CAPACITY) {
@@ -308,7 +311,7 @@ impl Line {
         });
     }
 
-    fn write(&self, ended: End) {
+    fn write(&self, ended: End, now: Instant) {
         let grpc_code = match (self.protocol, self.grpc_code, ended) {
             (Protocol::Grpc, Some(code), _) => Some(code),
             // A stream cut short is never OK.
@@ -322,7 +325,6 @@ impl Line {
             End::Failed => Some("stream_error"),
         });
         // One clock reading for the duration and the line's time.
-        let now = Instant::now();
         let outcome = Outcome {
             status: self.status,
             grpc_code: grpc_code.map(GrpcCode::as_str),
@@ -534,20 +536,20 @@ pin_project_lite::pin_project! {
                 // (trailers-only gRPC errors, 204s): that is a completed
                 // response, not a client that went away.
                 let end = if line.empty_body { End::Complete } else { End::Dropped };
-                line.finish(end);
+                line.finish(end, None);
             }
         }
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for LogBody<B> {
+impl<B: Body<Data = Bytes> + Timed> Body for LogBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        match &frame {
+        let end = match &frame {
             Some(Ok(f)) => {
                 if let Some(line) = this.line.as_mut() {
                     if let Some(d) = f.data_ref() {
@@ -556,21 +558,16 @@ impl<B: Body<Data = Bytes>> Body for LogBody<B> {
                         line.grpc_code = GrpcCode::from_headers(t).or(line.grpc_code);
                     }
                 }
-                if this.inner.is_end_stream() {
-                    if let Some(line) = this.line.take() {
-                        line.finish(End::Complete);
-                    }
-                }
+                this.inner.is_end_stream().then_some(End::Complete)
             }
-            Some(Err(_)) => {
-                if let Some(line) = this.line.take() {
-                    line.finish(End::Failed);
-                }
-            }
-            None => {
-                if let Some(line) = this.line.take() {
-                    line.finish(End::Complete);
-                }
+            Some(Err(_)) => Some(End::Failed),
+            None => Some(End::Complete),
+        };
+        // Taken only at the end: a line taken is a line written.
+        if let Some(end) = end {
+            if let Some(line) = this.line.take() {
+                // The metrics layers inside read the clock for this end already.
+                line.finish(end, this.inner.ended_at());
             }
         }
         Poll::Ready(frame)
@@ -582,6 +579,17 @@ impl<B: Body<Data = Bytes>> Body for LogBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B: Timed> Timed for LogBody<B> {
+    fn upstream_elapsed(&self) -> Option<std::time::Duration> {
+        self.inner.upstream_elapsed()
+    }
+
+    /// The inner body's reading only, as the metrics layers' bodies.
+    fn ended_at(&self) -> Option<Instant> {
+        self.inner.ended_at()
     }
 }
 

@@ -176,10 +176,17 @@ impl GatewayBody {
     }
 }
 
-impl gatehouse_telemetry::UpstreamTimed for GatewayBody {
+impl gatehouse_telemetry::Timed for GatewayBody {
     fn upstream_elapsed(&self) -> Option<std::time::Duration> {
         match &self.kind {
             Kind::Upstream(up) => up.0.upstream_elapsed(),
+            Kind::Empty | Kind::Full(_) => None,
+        }
+    }
+
+    fn ended_at(&self) -> Option<std::time::Instant> {
+        match &self.kind {
+            Kind::Upstream(up) => up.0.ended_at(),
             Kind::Empty | Kind::Full(_) => None,
         }
     }

@@ -2,7 +2,7 @@
 //! answer back.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::Either;
@@ -99,8 +99,10 @@ where
     }
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());
     let mut conn_deadline = None;
+    let mut arrived = None;
     if let Some(meta) = parts.extensions.get_mut::<RequestMeta>() {
         conn_deadline = meta.deadline.take();
+        arrived = meta.arrived;
         if let Some(client) = &meta.client {
             append_forwarded_for(&mut parts.headers, &client.ip, sent(Field::ForwardedFor));
         }
@@ -111,12 +113,16 @@ where
     let fault = body.fault();
     let upstream_req = Request::from_parts(parts, body);
 
+    // The timeout runs from the request's arrival, whose clock reading the
+    // telemetry layers share; the gateway's own time before this point is
+    // microseconds.
+    let due = due(arrived.unwrap_or_else(Instant::now), timeout);
     let exchange = route.cluster.metrics().measure(Arc::clone(&endpoint.pool).send(upstream_req));
     let answered = match conn_deadline {
         // HTTP/1: the connection's watchdog keeps the deadline, so the
         // request registers no timer of its own.
-        Some(watch) => Either::Left(watch.timeout(timeout, exchange)),
-        None => Either::Right(tokio::time::timeout(timeout, exchange).map(|r| r.map_err(|_| TimedOut))),
+        Some(watch) => Either::Left(watch.timeout_at(due, exchange)),
+        None => Either::Right(tokio::time::timeout_at(due.into(), exchange).map(|r| r.map_err(|_| TimedOut))),
     };
     Either::Right(answered.map(move |result| {
         let client_fault = || fault.as_ref().and_then(|f| f.error());
@@ -162,6 +168,13 @@ fn append_forwarded_for(headers: &mut http::HeaderMap, ip: &HeaderValue, sent: b
     headers.insert(&X_FORWARDED_FOR, value);
 }
 
+/// `timeout` after `start`; a timeout too long for the clock (a config
+/// may say `1000000y`) is the far future, never a panic.
+fn due(start: Instant, timeout: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    start.checked_add(timeout).or_else(|| start.checked_add(FAR)).unwrap_or(start)
+}
+
 /// The route's timeout, shortened by a gRPC client's own `grpc-timeout`.
 fn deadline(route_timeout: Duration, headers: &http::HeaderMap) -> Duration {
     headers
@@ -205,6 +218,13 @@ mod tests {
         assert_eq!(deadline(Duration::from_secs(5), &h), Duration::from_millis(50));
         h.insert(&GRPC_TIMEOUT, HeaderValue::from_static("50S"));
         assert_eq!(deadline(Duration::from_secs(5), &h), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_timeout_too_long_for_the_clock_is_the_far_future() {
+        let now = Instant::now();
+        assert_eq!(due(now, Duration::from_secs(2)), now + Duration::from_secs(2));
+        assert!(due(now, Duration::MAX) > now + Duration::from_secs(365 * 86_400));
     }
 
     #[test]

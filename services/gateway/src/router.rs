@@ -23,7 +23,8 @@ pub struct Route {
     host: Option<String>,
     /// The cluster it forwards to.
     pub cluster: Arc<Cluster>,
-    /// Time allowed until the upstream's response headers.
+    /// Time allowed from the request's arrival until the upstream's
+    /// response headers.
     pub timeout: Duration,
     /// Largest request body.
     pub max_body_bytes: u64,

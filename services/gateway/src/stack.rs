@@ -24,6 +24,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -76,6 +77,10 @@ pub struct RequestMeta {
     /// The client's address; `None` only for requests that did not come
     /// through the accept stage.
     pub client: Option<ClientAddr>,
+    /// When the request arrived, read once by the accept stage for every
+    /// layer that measures it (see `gatehouse_telemetry::timing`); `None`
+    /// only for requests that did not come through it.
+    pub arrived: Option<Instant>,
     /// The request's id (`x-request-id`, kept or generated).
     pub id: Option<HeaderValue>,
     /// What the client's head holds; taken by the gateway's own stages
@@ -106,6 +111,11 @@ impl RequestMeta {
         }
     }
 
+    /// When the request arrived, for the telemetry layers.
+    pub fn arrival(ext: &http::Extensions) -> Option<Instant> {
+        ext.get::<Self>()?.arrived
+    }
+
     /// The route's metric label, for the HTTP RED layer.
     pub fn route_label(ext: &http::Extensions) -> Option<&gatehouse_telemetry::RouteLabel> {
         ext.get::<Self>()?.route.as_deref().map(|r| &r.label)
@@ -131,8 +141,8 @@ pub fn public_service(
         .map_request(move |req| router.annotate_route(read_head(req)))
         .layer(access_log)
         // HTTP and gRPC RED metrics each pass the other's requests through.
-        .layer(HttpMetricsLayer::new().route_from(RequestMeta::route_label))
-        .layer(grpc_metrics)
+        .layer(HttpMetricsLayer::new().route_from(RequestMeta::route_label).arrival_from(RequestMeta::arrival))
+        .layer(grpc_metrics.arrival_from(RequestMeta::arrival))
         .service_fn(move |req| {
             // One allocation keeps every future above this one small: hyper
             // moves the request's future into a task (HTTP/2) and each layer

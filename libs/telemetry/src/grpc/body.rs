@@ -14,7 +14,7 @@ use metrics::Counter;
 use super::GrpcCode;
 use super::catalogue::MethodSeries;
 use super::frames::FrameCounter;
-use crate::upstream::UpstreamTimed;
+use crate::timing::Timed;
 
 /// One call being measured. Dropping it records `handled{grpc_code}` and
 /// the handling time with the code it holds, so every way a call can end is
@@ -24,18 +24,29 @@ pub(crate) struct Call {
     pub(crate) series: Arc<MethodSeries>,
     pub(crate) start: Instant,
     pub(crate) code: GrpcCode,
+    /// Recorded already (by [`Call::finish`]).
+    pub(crate) done: bool,
 }
 
 impl Call {
-    pub(crate) fn finish(mut self, code: GrpcCode) {
+    /// Records the call with `code`, ended at `ended` (now if `None`).
+    pub(crate) fn finish(mut self, code: GrpcCode, ended: Option<Instant>) {
         self.code = code;
+        self.record(ended.unwrap_or_else(Instant::now));
+        self.done = true;
+    }
+
+    fn record(&self, ended: Instant) {
+        self.series.handled[self.code as usize].increment(1);
+        self.series.handling.record(ended.saturating_duration_since(self.start).as_secs_f64());
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        self.series.handled[self.code as usize].increment(1);
-        self.series.handling.record(self.start.elapsed().as_secs_f64());
+        if !self.done {
+            self.record(Instant::now());
+        }
     }
 }
 
@@ -113,7 +124,7 @@ impl<B> ResponseBody<B> {
 
 impl<B> Body for ResponseBody<B>
 where
-    B: Body,
+    B: Body + Timed,
     B::Data: AsRef<[u8]>,
 {
     type Data = B::Data;
@@ -144,7 +155,7 @@ where
         };
         if let Some(code) = settled {
             if let Some(call) = this.call.take() {
-                call.finish(code);
+                call.finish(code, this.inner.ended_at());
             }
         }
         Poll::Ready(frame)
@@ -159,9 +170,14 @@ where
     }
 }
 
-impl<B: UpstreamTimed> UpstreamTimed for ResponseBody<B> {
+impl<B: Timed> Timed for ResponseBody<B> {
     fn upstream_elapsed(&self) -> Option<std::time::Duration> {
         self.inner.upstream_elapsed()
+    }
+
+    /// The inner body's reading only, as [`crate::http::ResponseBody`].
+    fn ended_at(&self) -> Option<Instant> {
+        self.inner.ended_at()
     }
 }
 

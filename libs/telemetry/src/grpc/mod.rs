@@ -30,7 +30,7 @@ pub use body::{RequestBody, ResponseBody};
 pub use catalogue::{GrpcCatalogue, GrpcType, UNKNOWN};
 pub use code::GrpcCode;
 
-use crate::upstream::UpstreamTimed;
+use crate::timing::{ArrivalOf, Timed};
 use body::Call;
 
 /// Whether a request or response is gRPC, by its content type.
@@ -45,12 +45,21 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
     catalogue: Arc<ArcSwap<GrpcCatalogue>>,
+    arrival_of: ArrivalOf,
 }
 
 impl GrpcMetricsLayer {
     /// Builds the layer over the configured methods.
     pub fn new(catalogue: GrpcCatalogue) -> Self {
-        Self { catalogue: Arc::new(ArcSwap::from_pointee(catalogue)) }
+        Self { catalogue: Arc::new(ArcSwap::from_pointee(catalogue)), arrival_of: |_| None }
+    }
+
+    /// Measures from when the call arrived, as an earlier stage read it,
+    /// rather than reading the clock again (see [`crate::timing`]).
+    #[must_use]
+    pub fn arrival_from(mut self, arrival_of: ArrivalOf) -> Self {
+        self.arrival_of = arrival_of;
+        self
     }
 
     /// Replaces the catalogue; calls already running keep their series.
@@ -63,7 +72,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner, catalogue: Arc::clone(&self.catalogue) }
+        GrpcMetrics { inner, catalogue: Arc::clone(&self.catalogue), arrival_of: self.arrival_of }
     }
 }
 
@@ -72,12 +81,13 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetrics<S> {
     inner: S,
     catalogue: Arc<ArcSwap<GrpcCatalogue>>,
+    arrival_of: ArrivalOf,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GrpcMetrics<S>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
-    ResB: UpstreamTimed,
+    ResB: Timed,
 {
     type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
@@ -93,8 +103,9 @@ where
         }
         let series = Arc::clone(self.catalogue.load().lookup(req.uri().path()));
         series.started.increment(1);
+        let start = (self.arrival_of)(req.extensions()).unwrap_or_else(Instant::now);
         let req = req.map(|b| RequestBody::counting(b, series.received.clone()));
-        let call = Call { series, start: Instant::now(), code: GrpcCode::Canceled };
+        let call = Call { series, start, code: GrpcCode::Canceled, done: false };
         ResponseFuture { inner: self.inner.call(req), call: Some(call) }
     }
 }
@@ -111,7 +122,7 @@ pin_project_lite::pin_project! {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: UpstreamTimed,
+    B: Timed,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -129,7 +140,8 @@ where
                 call.series.overhead.record(elapsed.saturating_sub(upstream).as_secs_f64());
                 match GrpcCode::from_response_head(res.status(), res.headers()) {
                     Some(code) => {
-                        call.finish(code);
+                        // Trailers-only: the call ends with its head.
+                        call.finish(code, None);
                         Ok(res.map(ResponseBody::passthrough))
                     }
                     None => Ok(res.map(|b| ResponseBody::measuring(b, call))),
@@ -137,7 +149,7 @@ where
             }
             Err(e) => {
                 // No response at all: the client sees a reset, not a status.
-                call.finish(GrpcCode::Unknown);
+                call.finish(GrpcCode::Unknown, None);
                 Err(e)
             }
         })

@@ -49,6 +49,26 @@ fn handled(labels: &str, code: &str) -> String {
 }
 
 #[tokio::test]
+async fn handling_time_runs_from_the_arrival_to_the_end_the_body_read() {
+    #[derive(Clone, Copy)]
+    struct Arrived(std::time::Instant);
+    let recorder = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let arrived = std::time::Instant::now() + Duration::from_secs(10);
+    let ended = arrived + Duration::from_millis(250);
+    let layer = GrpcMetricsLayer::new(catalogue()).arrival_from(|ext| ext.get::<Arrived>().map(|a| a.0));
+    let mut req = request("/echo.v1.Echo/Unary", TestBody::new([grpc_message(1)], None));
+    req.extensions_mut().insert(Arrived(arrived));
+    call(&layer, req, move || {
+        Response::new(TestBody::new([grpc_message(3)], Some(grpc_status(0))).with_ended_at(ended))
+    })
+    .await;
+    let text = recorder.handle().render();
+    let sum = format!("gateway_grpc_server_handling_seconds_sum{UNARY}");
+    assert_eq!(sample(&text, &sum), Some(0.25));
+}
+
+#[tokio::test]
 async fn ok_and_not_found_calls_count_exactly() {
     let recorder = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);

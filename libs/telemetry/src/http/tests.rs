@@ -56,6 +56,36 @@ async fn counts_by_route_method_and_code() {
     );
 }
 
+/// When a test request arrived, as an application's first stage records it.
+#[derive(Clone, Copy)]
+struct Arrived(std::time::Instant);
+
+#[tokio::test]
+async fn the_duration_runs_from_the_arrival_to_the_end_the_body_read() {
+    let recorder = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    // Readings taken by other layers, seconds from now: a layer that read
+    // the clock itself would record a duration near zero.
+    let arrived = std::time::Instant::now() + Duration::from_secs(10);
+    let ended = arrived + Duration::from_millis(1500);
+    let layer = HttpMetricsLayer::new().arrival_from(|ext| ext.get::<Arrived>().map(|a| a.0));
+    let svc = layer.layer(service_fn(move |_req: Request<()>| async move {
+        Ok::<_, Infallible>(Response::new(TestBody::new([b"a".to_vec()], None).with_ended_at(ended)))
+    }));
+    let mut req = Request::new(());
+    req.extensions_mut().insert(RouteLabel::new("timed"));
+    req.extensions_mut().insert(Arrived(arrived));
+    let res = svc.oneshot(req).await.expect("infallible");
+    let mut body = res.into_body();
+    assert_eq!(body.ended_at(), None, "not ended yet");
+    while body.frame().await.is_some() {}
+    assert_eq!(body.ended_at(), Some(ended), "the outer layers get the same reading");
+
+    let text = recorder.handle().render();
+    let series = r#"gateway_http_request_duration_seconds_sum{route="timed",method="GET",code="200"}"#;
+    assert_eq!(sample(&text, series), Some(1.5));
+}
+
 #[tokio::test]
 async fn a_request_is_in_flight_until_its_body_ends() {
     let recorder = recorder();

@@ -30,6 +30,20 @@ fn status(code: u16) -> Response<TestBody> {
 }
 
 #[tokio::test]
+async fn the_end_is_read_once_and_passed_to_the_bodies_around() {
+    let recorder = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let layer = UpstreamMetricsLayer::http("echo");
+    let svc = layer.layer(service_fn(|_req: Request<()>| async { Ok::<_, ConnectFailed>(status(200)) }));
+    let before = Instant::now();
+    let mut body = svc.oneshot(Request::new(())).await.expect("answered").into_body();
+    assert_eq!(body.ended_at(), None);
+    while body.frame().await.is_some() {}
+    let ended = body.ended_at().expect("read at the end");
+    assert!(ended >= before && ended <= Instant::now());
+}
+
+#[tokio::test]
 async fn http_clusters_count_by_status_errors_and_cancellations() {
     let recorder = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);

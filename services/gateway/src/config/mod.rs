@@ -357,7 +357,8 @@ pub struct Route {
     pub matcher: Match,
     /// The upstream cluster's name.
     pub upstream: String,
-    /// Time allowed until the upstream's response headers (default 15s).
+    /// Time allowed from the request's arrival until the upstream's
+    /// response headers (default 15s).
     #[serde(default = "default_route_timeout")]
     pub timeout: Secs,
     /// Largest request body, answered with 413 beyond (default 100 MiB).
