@@ -4,6 +4,7 @@ per scenario, with ratios to nginx and to the direct connection."""
 from __future__ import annotations
 
 import math
+import random
 import statistics
 
 NGINX = "nginx"
@@ -114,6 +115,87 @@ def throughput_table(title: str, rows: dict[str, dict], instructions: dict[str, 
         notes.insert(0, "¹ direct: the echo server's own CPU and memory (no proxy in the path).")
 
     lines.extend(f"{n}  " for n in notes)
+    return lines
+
+
+ON = "gatehouse"
+OFF = "gatehouse-bare"
+
+
+def _pooled_cost(pairs: list[tuple[dict, dict]]) -> float:
+    """CPU per request with metrics and logs on over off, minus one, from
+    the sums over `pairs` of (on, off) runs."""
+    on = sum(a["cpu_seconds"] for a, _ in pairs) / sum(a["requests"] for a, _ in pairs)
+    off = sum(b["cpu_seconds"] for _, b in pairs) / sum(b["requests"] for _, b in pairs)
+    return on / off - 1
+
+
+def on_off_cost(runs: list[dict], resamples: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """{scenario: cost of metrics and logs in CPU} from the rounds in which
+    both Gatehouse configurations ran. Rounds are paired (the two ran
+    minutes apart at most) and resampled with replacement for a 90%
+    interval of the pooled cost, so a run says how sure it is: on a
+    shared machine single rounds swing by tens of percent."""
+    by_round: dict[tuple[str, int], dict[str, dict]] = {}
+    for r in runs:
+        if r.get("target") in (ON, OFF) and r.get("cpu_seconds") and r.get("requests"):
+            by_round.setdefault((r["scenario"], r["round"]), {})[r["target"]] = r
+    pairs: dict[str, list[tuple[dict, dict]]] = {}
+    for (scenario, _), both in sorted(by_round.items()):
+        if ON in both and OFF in both:
+            pairs.setdefault(scenario, []).append((both[ON], both[OFF]))
+    rng = random.Random(seed)
+    out = {}
+    for scenario, ps in pairs.items():
+        per_round = sorted(a["cpu_seconds"] / a["requests"] / (b["cpu_seconds"] / b["requests"]) - 1 for a, b in ps)
+        boot = sorted(_pooled_cost([rng.choice(ps) for _ in ps]) for _ in range(resamples))
+        out[scenario] = {
+            "rounds": len(ps),
+            "pooled": _pooled_cost(ps),
+            "low": boot[int(0.05 * (resamples - 1))],
+            "high": boot[int(0.95 * (resamples - 1))],
+            "round_median": statistics.median(per_round),
+            "round_min": per_round[0],
+            "round_max": per_round[-1],
+        }
+    return out
+
+
+def on_off_table(cost: dict[str, dict], ir: dict[str, dict[str, float]], scenarios: list) -> list[str]:
+    """What turning metrics and logs on costs, in instructions and in CPU."""
+    rows = [s for s in scenarios if s.key in cost or (ON in ir.get(s.key, {}) and OFF in ir.get(s.key, {}))]
+    if not rows:
+        return []
+
+    def pct(v) -> str:
+        return "—" if v is None else f"{v * 100:+.1f}%"
+
+    lines = [
+        "### Cost of metrics and logs: Gatehouse with both on against both off",
+        "",
+        "| scenario | instructions | CPU, rounds pooled | 90% interval | median round | rounds (lowest … highest) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for scn in rows:
+        c = cost.get(scn.key)
+        both = ir.get(scn.key, {})
+        instr = both[ON] / both[OFF] - 1 if ON in both and OFF in both else None
+        if c is None:
+            lines.append(f"| {scn.key} | {pct(instr)} | — | — | — | — |")
+            continue
+        interval = f"{pct(c['low'])} … {pct(c['high'])}" if c["rounds"] >= 3 else "—"
+        lines.append(
+            f"| {scn.key} | {pct(instr)} | {pct(c['pooled'])} | {interval} "
+            f"| {pct(c['round_median'])} | {c['rounds']} ({pct(c['round_min'])} … {pct(c['round_max'])}) |"
+        )
+    lines += [
+        "",
+        "CPU: the two configurations' CPU seconds over their requests, summed over the rounds in which both ran; "
+        "the interval resamples those rounds (bootstrap; with the default 3 rounds it is rough). An interval that "
+        "straddles a target means this run cannot tell: more, shorter rounds (`--duration 1s --rounds 30`) "
+        "narrow it on a noisy machine.",
+        "",
+    ]
     return lines
 
 
