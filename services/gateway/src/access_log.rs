@@ -566,7 +566,7 @@ impl<B: Body<Data = Bytes> + Timed> Body for LogBody<B> {
         // Taken only at the end: a line taken is a line written.
         if let Some(end) = end {
             if let Some(line) = this.line.take() {
-                // The metrics layers inside read the clock for this end already.
+                // A body inside (the upstream's) may have read the clock for this end.
                 line.finish(end, this.inner.ended_at());
             }
         }
