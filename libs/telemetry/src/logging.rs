@@ -99,8 +99,46 @@ pub fn line_prefix(level: &tracing::Level, target: &str, msg: &str) -> Vec<u8> {
 /// monotonic clock (to time a request) reads no clock again.
 pub fn begin_line_at(out: &mut Vec<u8>, prefix: &[u8], now: Instant) {
     out.extend_from_slice(b"{\"time\":\"");
-    push_timestamp(out, since_epoch_at(now));
+    push_timestamp_at(out, now);
     out.extend_from_slice(prefix);
+}
+
+/// The timestamp text of one millisecond and the span of the monotonic
+/// clock that falls in it.
+#[derive(Clone, Copy)]
+struct Stamp {
+    from: Instant,
+    until: Instant,
+    text: [u8; STAMP_LEN],
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`
+const STAMP_LEN: usize = 24;
+
+/// Appends the wall-clock time at `now` as [`push_timestamp`] does. Each
+/// thread keeps the span of the monotonic clock its last millisecond
+/// covers: under load most lines fall in it, and their time is then two
+/// comparisons and a copy, with no clock arithmetic.
+fn push_timestamp_at(out: &mut Vec<u8>, now: Instant) {
+    thread_local! {
+        static LAST: Cell<Option<Stamp>> = const { Cell::new(None) };
+    }
+    if let Some(last) = LAST.get() {
+        if last.from <= now && now < last.until {
+            out.extend_from_slice(&last.text);
+            return;
+        }
+    }
+    let since = since_epoch_at(now);
+    let start = out.len();
+    push_timestamp(out, since);
+    let into_milli = Duration::from_nanos(u64::from(since.subsec_nanos() % 1_000_000));
+    let from = now.checked_sub(into_milli);
+    let until = from.and_then(|f| f.checked_add(Duration::from_millis(1)));
+    // Years past 9999 are longer and are not kept.
+    if let (Some(from), Some(until), Ok(text)) = (from, until, <[u8; STAMP_LEN]>::try_from(&out[start..])) {
+        LAST.set(Some(Stamp { from, until, text }));
+    }
 }
 
 /// The wall-clock time at `now`, as time since the Unix epoch: a pair of
@@ -137,8 +175,7 @@ fn since_epoch_at(now: Instant) -> Duration {
 /// size. A new millisecond rewrites the digits after the dot; a new second
 /// formats the date and time again.
 fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
-    // "YYYY-MM-DDTHH:MM:SS.mmmZ"
-    const LEN: usize = 24;
+    const LEN: usize = STAMP_LEN;
     const SECOND_LEN: usize = 19;
     thread_local! {
         static STAMP: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
@@ -459,6 +496,35 @@ mod tests {
             push_uint(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn a_kept_millisecond_gives_the_time_the_clocks_give() {
+        // A thread of its own, so the wall-clock base is taken at `t0` and
+        // every reading below is within its second.
+        std::thread::spawn(|| {
+            let t0 = Instant::now();
+            let us = Duration::from_micros;
+            let stamp = |at: Instant| {
+                let mut out = Vec::new();
+                push_timestamp_at(&mut out, at);
+                String::from_utf8(out).unwrap_or_default()
+            };
+            let want = |at: Instant| {
+                let mut out = Vec::new();
+                push_timestamp(&mut out, since_epoch_at(at));
+                String::from_utf8(out).unwrap_or_default()
+            };
+            // Within the kept millisecond, at its edges, past it, before it
+            // (a line written late), and back in it.
+            let later = [0, 1, 250, 999, 1_000, 1_001, 1_500, 2_000, 123_456, 900_000].map(|n| t0 + us(n));
+            let earlier = [1, 500, 1_000, 1_001, 400_000].map(|n| t0 - us(n));
+            for at in later.into_iter().chain(earlier).chain([t0, t0 + us(300)]) {
+                assert_eq!(stamp(at), want(at), "{:?} after the first reading", at.saturating_duration_since(t0));
+            }
+        })
+        .join()
+        .expect("the checks pass");
     }
 
     #[test]
