@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 pub use route::RouteLabel;
 
 use crate::grpc::is_grpc;
-use crate::timing::{ArrivalOf, Timed};
+use crate::timing::Timed;
 use route::method_index;
 
 /// The `route` value of requests that matched no route.
@@ -32,38 +32,35 @@ pub const CLIENT_CLOSED: u16 = 499;
 /// The `code` of a request the inner service failed without a response.
 const NO_RESPONSE: u16 = 500;
 
-/// Finds a request's [`RouteLabel`] in its extensions.
-pub type RouteOf = fn(&http::Extensions) -> Option<&RouteLabel>;
+/// Finds what the layer needs of a request in its extensions: its
+/// [`RouteLabel`], and when it arrived if an earlier stage read the clock
+/// (see [`crate::timing`]). One function for both, so an application that
+/// keeps them in one extension looks it up once.
+pub type RequestOf = fn(&http::Extensions) -> (Option<&RouteLabel>, Option<Instant>);
 
 /// Adds [`HttpMetrics`] to a service.
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer {
     unmatched: RouteLabel,
-    route_of: RouteOf,
-    arrival_of: ArrivalOf,
+    request_of: RequestOf,
 }
 
 impl HttpMetricsLayer {
     /// Builds the layer and the `route="unmatched"` handles. The request's
-    /// route is read from a [`RouteLabel`] extension.
+    /// route is read from a [`RouteLabel`] extension, and the layer reads
+    /// the clock when a request arrives.
     pub fn new() -> Self {
-        Self { unmatched: RouteLabel::new(UNMATCHED), route_of: |ext| ext.get::<RouteLabel>(), arrival_of: |_| None }
+        Self { unmatched: RouteLabel::new(UNMATCHED), request_of: |ext| (ext.get::<RouteLabel>(), None) }
     }
 
-    /// Reads the route from wherever the application keeps it, so an
-    /// application that already carries one request-metadata extension does
-    /// not pay for a second one.
+    /// Reads the route and the arrival from wherever the application keeps
+    /// them, so an application that already carries one request-metadata
+    /// extension pays for neither a second one nor a second lookup, and the
+    /// layer measures from the reading an earlier stage took rather than
+    /// reading the clock again.
     #[must_use]
-    pub fn route_from(mut self, route_of: RouteOf) -> Self {
-        self.route_of = route_of;
-        self
-    }
-
-    /// Measures from when the request arrived, as an earlier stage read
-    /// it, rather than reading the clock again (see [`crate::timing`]).
-    #[must_use]
-    pub fn arrival_from(mut self, arrival_of: ArrivalOf) -> Self {
-        self.arrival_of = arrival_of;
+    pub fn request_from(mut self, request_of: RequestOf) -> Self {
+        self.request_of = request_of;
         self
     }
 }
@@ -78,7 +75,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics { inner, unmatched: self.unmatched.clone(), route_of: self.route_of, arrival_of: self.arrival_of }
+        HttpMetrics { inner, unmatched: self.unmatched.clone(), request_of: self.request_of }
     }
 }
 
@@ -87,8 +84,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
 pub struct HttpMetrics<S> {
     inner: S,
     unmatched: RouteLabel,
-    route_of: RouteOf,
-    arrival_of: ArrivalOf,
+    request_of: RequestOf,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpMetrics<S>
@@ -106,9 +102,10 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let call = (!is_grpc(req.headers())).then(|| {
-            let route = (self.route_of)(req.extensions()).unwrap_or(&self.unmatched).clone();
+            let (route, arrived) = (self.request_of)(req.extensions());
+            let route = route.unwrap_or(&self.unmatched).clone();
             route.started();
-            let start = (self.arrival_of)(req.extensions()).unwrap_or_else(Instant::now);
+            let start = arrived.unwrap_or_else(Instant::now);
             Call { route, method: method_index(req.method()), start, code: CLIENT_CLOSED, done: false }
         });
         ResponseFuture { inner: self.inner.call(req), call }

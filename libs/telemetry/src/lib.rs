@@ -17,7 +17,7 @@
 //! - The request's [`RouteLabel`] must be in its extensions before
 //!   [`HttpMetrics`] sees it (in-flight is counted per route from the
 //!   start), as an extension of its own or inside the application's own
-//!   request metadata ([`HttpMetricsLayer::route_from`]), so route matching, which has no side effects, runs before the
+//!   request metadata ([`HttpMetricsLayer::request_from`]), so route matching, which has no side effects, runs before the
 //!   metrics layer and later stages act on its result.
 //! - [`UpstreamMetricsLayer`] wraps each cluster's client, inside retries
 //!   and the circuit breaker so every attempt is counted. Its response body
@@ -26,7 +26,7 @@
 //!   both on, so the server-side layers can compute the overhead and need
 //!   not read the clock again at the end.
 //! - The layers take the request's arrival from the first stage
-//!   ([`HttpMetricsLayer::arrival_from`], [`GrpcMetricsLayer::arrival_from`])
+//!   ([`HttpMetricsLayer::request_from`], [`GrpcMetricsLayer::arrival_from`])
 //!   rather than each reading the clock ([`timing`]).
 
 pub mod buckets;

@@ -116,9 +116,13 @@ impl RequestMeta {
         ext.get::<Self>()?.arrived
     }
 
-    /// The route's metric label, for the HTTP RED layer.
-    pub fn route_label(ext: &http::Extensions) -> Option<&gatehouse_telemetry::RouteLabel> {
-        ext.get::<Self>()?.route.as_deref().map(|r| &r.label)
+    /// The route's metric label and the arrival, for the HTTP RED layer:
+    /// one lookup for both.
+    pub fn telemetry(ext: &http::Extensions) -> (Option<&gatehouse_telemetry::RouteLabel>, Option<Instant>) {
+        match ext.get::<Self>() {
+            Some(meta) => (meta.route.as_deref().map(|r| &r.label), meta.arrived),
+            None => (None, None),
+        }
     }
 }
 
@@ -141,7 +145,7 @@ pub fn public_service(
         .map_request(move |req| router.annotate_route(read_head(req)))
         .layer(access_log)
         // HTTP and gRPC RED metrics each pass the other's requests through.
-        .layer(HttpMetricsLayer::new().route_from(RequestMeta::route_label).arrival_from(RequestMeta::arrival))
+        .layer(HttpMetricsLayer::new().request_from(RequestMeta::telemetry))
         .layer(grpc_metrics.arrival_from(RequestMeta::arrival))
         .service_fn(move |req| {
             // One allocation keeps every future above this one small: hyper

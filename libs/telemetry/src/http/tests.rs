@@ -68,7 +68,8 @@ async fn the_duration_runs_from_the_arrival_to_the_end_the_body_read() {
     // the clock itself would record a duration near zero.
     let arrived = std::time::Instant::now() + Duration::from_secs(10);
     let ended = arrived + Duration::from_millis(1500);
-    let layer = HttpMetricsLayer::new().arrival_from(|ext| ext.get::<Arrived>().map(|a| a.0));
+    let layer =
+        HttpMetricsLayer::new().request_from(|ext| (ext.get::<RouteLabel>(), ext.get::<Arrived>().map(|a| a.0)));
     let svc = layer.layer(service_fn(move |_req: Request<()>| async move {
         Ok::<_, Infallible>(Response::new(TestBody::new([b"a".to_vec()], None).with_ended_at(ended)))
     }));
