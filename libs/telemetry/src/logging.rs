@@ -103,41 +103,49 @@ pub fn begin_line_at(out: &mut Vec<u8>, prefix: &[u8], now: Instant) {
     out.extend_from_slice(prefix);
 }
 
-/// The timestamp text of one millisecond and the span of the monotonic
-/// clock that falls in it.
+/// The timestamp text of one millisecond, the span of the monotonic clock
+/// that falls in it, and its whole second since the Unix epoch.
 #[derive(Clone, Copy)]
 struct Stamp {
     from: Instant,
     until: Instant,
+    secs: u64,
     text: [u8; STAMP_LEN],
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`
 const STAMP_LEN: usize = 24;
+/// `YYYY-MM-DDTHH:MM:SS`
+const SECOND_LEN: usize = 19;
 
-/// Appends the wall-clock time at `now` as [`push_timestamp`] does. Each
-/// thread keeps the span of the monotonic clock its last millisecond
-/// covers: under load most lines fall in it, and their time is then two
-/// comparisons and a copy, with no clock arithmetic.
+/// Appends the wall-clock time at `now` as RFC 3339 UTC with milliseconds.
+/// Each thread keeps the last millisecond it wrote, with the span of the
+/// monotonic clock that millisecond covers: under load most lines fall in
+/// it, and their time is then two comparisons and a copy, with no clock
+/// arithmetic. A new millisecond in the same second rewrites the digits
+/// after the dot; a new second formats the date and time again.
 fn push_timestamp_at(out: &mut Vec<u8>, now: Instant) {
     thread_local! {
         static LAST: Cell<Option<Stamp>> = const { Cell::new(None) };
     }
-    if let Some(last) = LAST.get() {
+    let last = LAST.get();
+    if let Some(last) = last {
         if last.from <= now && now < last.until {
             out.extend_from_slice(&last.text);
             return;
         }
     }
     let since = since_epoch_at(now);
-    let start = out.len();
-    push_timestamp(out, since);
+    let secs = since.as_secs();
+    let same_second = last.filter(|l| l.secs == secs).map(|l| l.text);
+    let Some(text) = stamp_text(since, same_second) else {
+        return push_timestamp(out, since);
+    };
+    out.extend_from_slice(&text);
     let into_milli = Duration::from_nanos(u64::from(since.subsec_nanos() % 1_000_000));
     let from = now.checked_sub(into_milli);
-    let until = from.and_then(|f| f.checked_add(Duration::from_millis(1)));
-    // Years past 9999 are longer and are not kept.
-    if let (Some(from), Some(until), Ok(text)) = (from, until, <[u8; STAMP_LEN]>::try_from(&out[start..])) {
-        LAST.set(Some(Stamp { from, until, text }));
+    if let Some((from, until)) = from.and_then(|f| Some((f, f.checked_add(Duration::from_millis(1))?))) {
+        LAST.set(Some(Stamp { from, until, secs, text }));
     }
 }
 
@@ -169,39 +177,32 @@ fn since_epoch_at(now: Instant) -> Duration {
     })
 }
 
-/// Appends `time` (since the Unix epoch) as RFC 3339 UTC with milliseconds.
-/// Each thread keeps the last timestamp it wrote: lines come many to a
-/// millisecond under load, and the next one is then a single copy of known
-/// size. A new millisecond rewrites the digits after the dot; a new second
-/// formats the date and time again.
-fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
-    const LEN: usize = STAMP_LEN;
-    const SECOND_LEN: usize = 19;
-    thread_local! {
-        static STAMP: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
-    }
-    let (secs, millis) = (since.as_secs(), since.subsec_millis());
-    let ms = secs.saturating_mul(1000).saturating_add(u64::from(millis));
-    let (cached_ms, mut text) = STAMP.get();
-    if cached_ms != ms {
-        if cached_ms / 1000 != secs {
-            // From humantime, without its "Z"; years 0..=9999 are always 19 bytes.
-            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
-            match full.as_bytes().get(..SECOND_LEN) {
-                Some(head) => text[..SECOND_LEN].copy_from_slice(head),
-                None => {
-                    out.extend_from_slice(full.trim_end_matches('Z').as_bytes());
-                    push_dot_three_digits(out, millis);
-                    out.push(b'Z');
-                    return;
-                }
-            }
+/// `since` (since the Unix epoch) as RFC 3339 UTC with milliseconds.
+/// `second` is the text of a timestamp in the same second, whose date and
+/// time are kept; without it they are formatted. `None` for years past
+/// 9999, whose text is longer.
+fn stamp_text(since: Duration, second: Option<[u8; STAMP_LEN]>) -> Option<[u8; STAMP_LEN]> {
+    let mut text = match second {
+        Some(text) => text,
+        None => {
+            // From humantime, without its "Z".
+            let full = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(since.as_secs())).to_string();
+            let mut text = [0; STAMP_LEN];
+            text[..SECOND_LEN].copy_from_slice(full.strip_suffix('Z').filter(|t| t.len() == SECOND_LEN)?.as_bytes());
+            text
         }
-        text[SECOND_LEN..LEN - 1].copy_from_slice(&dot_three_digits(millis));
-        text[LEN - 1] = b'Z';
-        STAMP.set((ms, text));
+    };
+    text[SECOND_LEN..STAMP_LEN - 1].copy_from_slice(&dot_three_digits(since.subsec_millis()));
+    text[STAMP_LEN - 1] = b'Z';
+    Some(text)
+}
+
+/// Appends `since` (since the Unix epoch) as RFC 3339 UTC with milliseconds.
+fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
+    match stamp_text(since, None) {
+        Some(text) => out.extend_from_slice(&text),
+        None => out.extend_from_slice(humantime::format_rfc3339_millis(UNIX_EPOCH + since).to_string().as_bytes()),
     }
-    out.extend_from_slice(&text);
 }
 
 /// `.NNN`: `n` (below 1000) as three digits after a dot.
