@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 pub use route::RouteLabel;
 
 use crate::grpc::is_grpc;
-use crate::timing::Timed;
+use crate::timing::{Measure, Timed};
 use route::method_index;
 
 /// The `route` value of requests that matched no route.
@@ -124,14 +124,16 @@ struct Call {
 }
 
 impl Call {
-    /// Records the request as ended at `ended`.
-    fn end_at(mut self, ended: Instant) {
-        self.record(ended);
+    /// Records the request as ended at `ended`, and gives its duration.
+    fn end_at(mut self, ended: Instant) -> Duration {
         self.done = true;
+        self.record(ended)
     }
 
-    fn record(&self, ended: Instant) {
-        self.route.finish(self.method, self.code, ended.saturating_duration_since(self.start));
+    fn record(&self, ended: Instant) -> Duration {
+        let elapsed = ended.saturating_duration_since(self.start);
+        self.route.finish(self.method, self.code, elapsed);
+        elapsed
     }
 }
 
@@ -172,7 +174,7 @@ where
                     call.route.overhead().record(elapsed.saturating_sub(upstream).as_secs_f64());
                     call.code = res.status().as_u16();
                 }
-                Ok(res.map(|inner| ResponseBody { inner, call }))
+                Ok(res.map(|inner| ResponseBody { inner, call: Measure::new(call) }))
             }
             Err(e) => {
                 if let Some(call) = call.as_mut() {
@@ -190,7 +192,7 @@ pin_project_lite::pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        call: Option<Call>,
+        call: Measure<Call>,
     }
 }
 
@@ -204,9 +206,8 @@ impl<B: Body + Timed> Body for ResponseBody<B> {
         // hyper stops polling once `is_end_stream` says so, so the end is
         // noticed after the last frame, not only on `None`.
         if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
-            if let Some(call) = this.call.take() {
-                call.end_at(this.inner.ended_at().unwrap_or_else(Instant::now));
-            }
+            let inner = this.inner.as_ref();
+            this.call.end(|call| call.end_at(inner.ended_at().unwrap_or_else(Instant::now)));
         }
         Poll::Ready(frame)
     }
@@ -230,11 +231,17 @@ impl<B: Timed> Timed for ResponseBody<B> {
     fn ended_at(&self) -> Option<Instant> {
         self.inner.ended_at()
     }
+
+    /// The duration this layer recorded, so the access line shows the
+    /// same one; the inner body's for a request it passed through.
+    fn elapsed(&self) -> Option<Duration> {
+        self.call.elapsed(|| self.inner.elapsed())
+    }
 }
 
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseBody").field("measuring", &self.call.is_some()).finish_non_exhaustive()
+        f.debug_struct("ResponseBody").field("measuring", &self.call.running().is_some()).finish_non_exhaustive()
     }
 }
 

@@ -32,4 +32,56 @@ pub trait Timed {
     fn ended_at(&self) -> Option<Instant> {
         None
     }
+
+    /// How long the request took, from its arrival to the end of its
+    /// stream, if a body inside this one (or this one) measured it from the
+    /// readings an outer layer would take itself: the arrival stage's and
+    /// the end's. Asked, as [`Timed::ended_at`], right after the poll that
+    /// ended the stream. A layer that gets it subtracts nothing, and the
+    /// duration it reports is the one the metrics recorded.
+    fn elapsed(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// What a measuring response body knows of its request's duration.
+pub(crate) enum Measure<C> {
+    /// Not measured here (the layer passes this request through).
+    Off,
+    /// Being measured: the call `C` records it when the stream ends.
+    Running(C),
+    /// Recorded, after this long.
+    Ended(Duration),
+}
+
+impl<C> Measure<C> {
+    pub(crate) fn new(call: Option<C>) -> Self {
+        call.map_or(Self::Off, Self::Running)
+    }
+
+    pub(crate) fn running(&self) -> Option<&C> {
+        match self {
+            Self::Running(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// Ends a running measurement: `end` records the call and gives its
+    /// duration, kept for the layers outside.
+    pub(crate) fn end(&mut self, end: impl FnOnce(C) -> Duration) {
+        if let Self::Running(_) = self {
+            if let Self::Running(call) = std::mem::replace(self, Self::Off) {
+                *self = Self::Ended(end(call));
+            }
+        }
+    }
+
+    /// The recorded duration; `inner` when this layer measures nothing.
+    pub(crate) fn elapsed(&self, inner: impl FnOnce() -> Option<Duration>) -> Option<Duration> {
+        match self {
+            Self::Off => inner(),
+            Self::Running(_) => None,
+            Self::Ended(elapsed) => Some(*elapsed),
+        }
+    }
 }

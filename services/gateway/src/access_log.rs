@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gatehouse_telemetry::Timed;
@@ -97,15 +97,13 @@ struct Entry {
     client_ip: Option<HeaderValue>,
 }
 
-/// What the line knows of the request when it arrives.
-enum Head {
-    /// The JSON format: the request's fields already rendered, so nothing
-    /// of the request is kept (no URI, header values or route to hold and
-    /// drop), and the line is finished straight in the log queue.
-    Json {
-        fields: Vec<u8>,
-        sink: LineSink,
-    },
+/// Where the line goes.
+enum Kind {
+    /// The JSON format: the request's fields are rendered when it arrives
+    /// (into [`Line::fields`]), so nothing of the request is kept (no URI,
+    /// header values or route to hold and drop), and the line is finished
+    /// straight in the log queue.
+    Json(LineSink),
     Trace(Box<Entry>),
 }
 
@@ -142,39 +140,33 @@ where
             None => req.headers().get(&TRACEPARENT),
         };
         let bytes_in = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        // A finished request's line, kept on this thread: it lends its
-        // field buffer and then takes the new line, saving both allocations.
-        let mut spare = None;
-        let head = match self.sink {
-            Some(sink) => {
-                let path = req.uri().path();
-                spare = spare_line();
-                let mut fields = match spare.as_mut().map(|line| &mut line.head) {
-                    Some(Head::Json { fields, .. }) => std::mem::take(fields),
-                    _ => Vec::new(),
-                };
-                fields.clear();
-                fields.reserve(FIELDS_CAPACITY + path.len());
-                render_fields(&mut fields, req.method(), path, meta, protocol, traceparent.and_then(trace_id));
-                Head::Json { fields, sink }
-            }
-            None => Head::Trace(Box::new(Entry {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                request_id: meta.and_then(|m| m.id.clone()),
-                trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
-                route: meta.and_then(|m| m.route.clone()),
-                client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
-            })),
-        };
         let start = meta.and_then(|m| m.arrived).unwrap_or_else(Instant::now);
-        let fresh = Line::fresh(head, start, protocol, bytes_in.clone());
-        let line = match spare {
-            Some(mut line) => {
-                *line = fresh;
+        let line = match self.sink {
+            Some(sink) => {
+                // A finished request's line, kept on this thread: taking it
+                // and its field buffer saves both allocations.
+                let mut line = spare_line().unwrap_or_else(|| Box::new(Line::new(Kind::Json(sink), start)));
+                line.kind = Kind::Json(sink);
+                line.begin(start, protocol, bytes_in.clone());
+                let path = req.uri().path();
+                line.fields.clear();
+                line.fields.reserve(FIELDS_CAPACITY + path.len());
+                render_fields(&mut line.fields, req.method(), path, meta, protocol, traceparent.and_then(trace_id));
                 line
             }
-            None => Box::new(fresh),
+            None => {
+                let entry = Box::new(Entry {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    request_id: meta.and_then(|m| m.id.clone()),
+                    trace_id: traceparent.and_then(trace_id).and_then(|id| HeaderValue::from_bytes(id).ok()),
+                    route: meta.and_then(|m| m.route.clone()),
+                    client_ip: meta.and_then(|m| m.client.as_ref()).map(|c| c.ip.clone()),
+                });
+                let mut line = Box::new(Line::new(Kind::Trace(entry), start));
+                line.begin(start, protocol, bytes_in.clone());
+                line
+            }
         };
         let req = req.map(|inner| CountBody { inner, bytes: bytes_in });
         ResponseFuture { inner: self.inner.call(req), line: Some(line) }
@@ -206,7 +198,7 @@ pin_project_lite::pin_project! {
             // The client went away (or the process is cutting requests at
             // shutdown) before the response head: still one line.
             if let Some(line) = this.project().line.take() {
-                line.finish(End::Dropped, None);
+                line.finish(End::Dropped, None, None);
             }
         }
     }
@@ -239,7 +231,9 @@ where
 
 /// Everything the access line says; written once.
 struct Line {
-    head: Head,
+    kind: Kind,
+    /// The request's fields, rendered when it arrived (JSON only).
+    fields: Vec<u8>,
     start: Instant,
     protocol: Protocol,
     status: u16,
@@ -273,30 +267,47 @@ fn spare_line() -> Option<Box<Line>> {
 }
 
 impl Line {
-    /// The line of a request that just arrived: until a response head
-    /// arrives, it says the client went away.
-    fn fresh(head: Head, start: Instant, protocol: Protocol, bytes_in: Option<Arc<AtomicU64>>) -> Self {
+    /// A blank line; [`Line::begin`] starts it for a request.
+    fn new(kind: Kind, start: Instant) -> Self {
         Self {
-            head,
+            kind,
+            fields: Vec::new(),
             start,
-            protocol,
-            status: gatehouse_telemetry::http::CLIENT_CLOSED,
+            protocol: Protocol::Http1,
+            status: 0,
             grpc_code: None,
             error_type: None,
             identity: None,
-            bytes_in,
+            bytes_in: None,
             bytes_out: 0,
             empty_body: false,
         }
     }
 
+    /// Makes this the line of a request that just arrived: until a
+    /// response head arrives, it says the client went away. Field by
+    /// field, so a reused line's buffer stays where it is.
+    fn begin(&mut self, start: Instant, protocol: Protocol, bytes_in: Option<Arc<AtomicU64>>) {
+        self.start = start;
+        self.protocol = protocol;
+        self.status = gatehouse_telemetry::http::CLIENT_CLOSED;
+        self.grpc_code = None;
+        self.error_type = None;
+        self.identity = None;
+        self.bytes_in = bytes_in;
+        self.bytes_out = 0;
+        self.empty_body = false;
+    }
+
     /// Writes the line and keeps it for the thread's next request. `at`
-    /// is when the response ended, if a layer inside read the clock for it.
-    fn finish(mut self: Box<Self>, ended: End, at: Option<Instant>) {
-        self.write(ended, at.unwrap_or_else(Instant::now));
+    /// is when the response ended and `elapsed` the request's duration,
+    /// if a layer inside took them.
+    fn finish(mut self: Box<Self>, ended: End, at: Option<Instant>, elapsed: Option<Duration>) {
+        let now = at.unwrap_or_else(Instant::now);
+        self.write(ended, now, elapsed.unwrap_or_else(|| now.saturating_duration_since(self.start)));
         // A long path once must not pin a long buffer; text-format lines
         // have none to lend.
-        if !matches!(&self.head, Head::Json { fields, .. } if fields.capacity() <= 4 * FIELDS_CAPACITY) {
+        if !matches!(self.kind, Kind::Json(_)) || self.fields.capacity() > 4 * FIELDS_CAPACITY {
             return;
         }
         // What the line refers to is let go now, not when it is reused.
@@ -311,7 +322,7 @@ impl Line {
         });
     }
 
-    fn write(&self, ended: End, now: Instant) {
+    fn write(&self, ended: End, now: Instant, elapsed: Duration) {
         let grpc_code = match (self.protocol, self.grpc_code, ended) {
             (Protocol::Grpc, Some(code), _) => Some(code),
             // A stream cut short is never OK.
@@ -324,23 +335,22 @@ impl Line {
             End::Dropped => Some("client_cancelled"),
             End::Failed => Some("stream_error"),
         });
-        // One clock reading for the duration and the line's time.
         let outcome = Outcome {
             status: self.status,
             grpc_code: grpc_code.map(GrpcCode::as_str),
             identity_id: self.identity.as_deref(),
-            elapsed: now.saturating_duration_since(self.start),
+            elapsed,
             bytes_in: self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
             error_type,
         };
-        match &self.head {
-            Head::Json { fields, sink } => sink.write_line(|out| {
+        match &self.kind {
+            Kind::Json(sink) => sink.write_line(|out| {
                 gatehouse_telemetry::logging::begin_line_at(out, LINE_PREFIX, now);
-                out.extend_from_slice(fields);
+                out.extend_from_slice(&self.fields);
                 outcome.render(out);
             }),
-            Head::Trace(entry) => outcome.trace(entry, self.protocol),
+            Kind::Trace(entry) => outcome.trace(entry, self.protocol),
         }
     }
 }
@@ -421,7 +431,7 @@ struct Outcome<'a> {
     status: u16,
     grpc_code: Option<&'a str>,
     identity_id: Option<&'a str>,
-    elapsed: std::time::Duration,
+    elapsed: Duration,
     bytes_in: u64,
     bytes_out: u64,
     error_type: Option<&'a str>,
@@ -536,7 +546,7 @@ pin_project_lite::pin_project! {
                 // (trailers-only gRPC errors, 204s): that is a completed
                 // response, not a client that went away.
                 let end = if line.empty_body { End::Complete } else { End::Dropped };
-                line.finish(end, None);
+                line.finish(end, None, None);
             }
         }
     }
@@ -567,7 +577,7 @@ impl<B: Body<Data = Bytes> + Timed> Body for LogBody<B> {
         if let Some(end) = end {
             if let Some(line) = this.line.take() {
                 // A body inside (the upstream's) may have read the clock for this end.
-                line.finish(end, this.inner.ended_at());
+                line.finish(end, this.inner.ended_at(), this.inner.elapsed());
             }
         }
         Poll::Ready(frame)
@@ -583,13 +593,17 @@ impl<B: Body<Data = Bytes> + Timed> Body for LogBody<B> {
 }
 
 impl<B: Timed> Timed for LogBody<B> {
-    fn upstream_elapsed(&self) -> Option<std::time::Duration> {
+    fn upstream_elapsed(&self) -> Option<Duration> {
         self.inner.upstream_elapsed()
     }
 
     /// The inner body's reading only, as the metrics layers' bodies.
     fn ended_at(&self) -> Option<Instant> {
         self.inner.ended_at()
+    }
+
+    fn elapsed(&self) -> Option<Duration> {
+        self.inner.elapsed()
     }
 }
 

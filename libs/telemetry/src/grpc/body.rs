@@ -6,7 +6,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use metrics::Counter;
@@ -14,7 +14,7 @@ use metrics::Counter;
 use super::GrpcCode;
 use super::catalogue::MethodSeries;
 use super::frames::FrameCounter;
-use crate::timing::Timed;
+use crate::timing::{Measure, Timed};
 
 /// One call being measured. Dropping it records `handled{grpc_code}` and
 /// the handling time with the code it holds, so every way a call can end is
@@ -29,16 +29,19 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// Records the call with `code`, ended at `ended` (now if `None`).
-    pub(crate) fn finish(mut self, code: GrpcCode, ended: Option<Instant>) {
+    /// Records the call with `code`, ended at `ended` (now if `None`),
+    /// and gives its duration.
+    pub(crate) fn finish(mut self, code: GrpcCode, ended: Option<Instant>) -> Duration {
         self.code = code;
-        self.record(ended.unwrap_or_else(Instant::now));
         self.done = true;
+        self.record(ended.unwrap_or_else(Instant::now))
     }
 
-    fn record(&self, ended: Instant) {
+    fn record(&self, ended: Instant) -> Duration {
+        let elapsed = ended.saturating_duration_since(self.start);
         self.series.handled[self.code as usize].increment(1);
-        self.series.handling.record(ended.saturating_duration_since(self.start).as_secs_f64());
+        self.series.handling.record(elapsed.as_secs_f64());
+        elapsed
     }
 }
 
@@ -107,18 +110,18 @@ pin_project_lite::pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        call: Option<Call>,
+        call: Measure<Call>,
         frames: FrameCounter,
     }
 }
 
 impl<B> ResponseBody<B> {
     pub(crate) fn passthrough(inner: B) -> Self {
-        Self { inner, call: None, frames: FrameCounter::default() }
+        Self { inner, call: Measure::Off, frames: FrameCounter::default() }
     }
 
     pub(crate) fn measuring(inner: B, call: Call) -> Self {
-        Self { inner, call: Some(call), frames: FrameCounter::default() }
+        Self { inner, call: Measure::Running(call), frames: FrameCounter::default() }
     }
 }
 
@@ -133,7 +136,7 @@ where
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let Some(call) = this.call.as_ref() else {
+        let Some(call) = this.call.running() else {
             return Poll::Ready(frame);
         };
         let settled = match &frame {
@@ -154,9 +157,8 @@ where
             None | Some(Err(_)) => Some(GrpcCode::Unknown),
         };
         if let Some(code) = settled {
-            if let Some(call) = this.call.take() {
-                call.finish(code, this.inner.ended_at());
-            }
+            let inner = this.inner.as_ref();
+            this.call.end(|call| call.finish(code, inner.ended_at()));
         }
         Poll::Ready(frame)
     }
@@ -179,6 +181,11 @@ impl<B: Timed> Timed for ResponseBody<B> {
     fn ended_at(&self) -> Option<Instant> {
         self.inner.ended_at()
     }
+
+    /// The handling time this layer recorded, as [`crate::http::ResponseBody`].
+    fn elapsed(&self) -> Option<Duration> {
+        self.call.elapsed(|| self.inner.elapsed())
+    }
 }
 
 impl<B> fmt::Debug for RequestBody<B> {
@@ -189,6 +196,6 @@ impl<B> fmt::Debug for RequestBody<B> {
 
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseBody").field("measuring", &self.call.is_some()).finish_non_exhaustive()
+        f.debug_struct("ResponseBody").field("measuring", &self.call.running().is_some()).finish_non_exhaustive()
     }
 }

@@ -59,10 +59,13 @@ async fn handling_time_runs_from_the_arrival_to_the_end_the_body_read() {
     let layer = GrpcMetricsLayer::new(catalogue()).arrival_from(|ext| ext.get::<Arrived>().map(|a| a.0));
     let mut req = request("/echo.v1.Echo/Unary", TestBody::new([grpc_message(1)], None));
     req.extensions_mut().insert(Arrived(arrived));
-    call(&layer, req, move || {
-        Response::new(TestBody::new([grpc_message(3)], Some(grpc_status(0))).with_ended_at(ended))
-    })
-    .await;
+    let svc = layer.layer(service_fn(move |_req: Request<RequestBody<TestBody>>| async move {
+        Ok::<_, Infallible>(Response::new(TestBody::new([grpc_message(3)], Some(grpc_status(0))).with_ended_at(ended)))
+    }));
+    let mut body = svc.oneshot(req).await.expect("infallible").into_body();
+    assert_eq!(body.elapsed(), None, "not measured yet");
+    while body.frame().await.is_some() {}
+    assert_eq!(body.elapsed(), Some(Duration::from_millis(250)), "the outer layers get the time recorded");
     let text = recorder.handle().render();
     let sum = format!("gateway_grpc_server_handling_seconds_sum{UNARY}");
     assert_eq!(sample(&text, &sum), Some(0.25));

@@ -79,8 +79,10 @@ async fn the_duration_runs_from_the_arrival_to_the_end_the_body_read() {
     let res = svc.oneshot(req).await.expect("infallible");
     let mut body = res.into_body();
     assert_eq!(body.ended_at(), None, "not ended yet");
+    assert_eq!(body.elapsed(), None, "not measured yet");
     while body.frame().await.is_some() {}
     assert_eq!(body.ended_at(), Some(ended), "the outer layers get the same reading");
+    assert_eq!(body.elapsed(), Some(Duration::from_millis(1500)), "and the duration recorded");
 
     let text = recorder.handle().render();
     let series = r#"gateway_http_request_duration_seconds_sum{route="timed",method="GET",code="200"}"#;
