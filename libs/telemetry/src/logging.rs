@@ -205,10 +205,29 @@ fn push_timestamp(out: &mut Vec<u8>, since: Duration) {
     }
 }
 
+/// `"00"` to `"99"`: two digits per lookup rather than a division each.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// `n` (below 1000) as three digits.
+#[inline(always)]
+fn three_digits(n: u32) -> [u8; 3] {
+    let [tens, ones] = PAIRS[(n % 100) as usize];
+    [b'0' + (n / 100 % 10) as u8, tens, ones]
+}
+
 /// `.NNN`: `n` (below 1000) as three digits after a dot.
 #[inline(always)]
 fn dot_three_digits(n: u32) -> [u8; 4] {
-    [b'.', b'0' + (n / 100 % 10) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+    let [hundreds, tens, ones] = three_digits(n);
+    [b'.', hundreds, tens, ones]
 }
 
 /// Appends [`dot_three_digits`].
@@ -219,14 +238,14 @@ fn push_dot_three_digits(out: &mut Vec<u8>, n: u32) {
 
 /// Appends the decimal digits of `n` without going through `fmt`. Numbers
 /// below 1000 (most byte counts of small exchanges, most durations' whole
-/// milliseconds) are copied as arrays of known size, without a call.
+/// milliseconds, every status code) are copied as arrays of known size,
+/// without a call.
 #[inline(always)]
 pub fn push_uint(out: &mut Vec<u8>, n: u64) {
-    let digit = |d: u64| b'0' + (d % 10) as u8;
     match n {
-        0..=9 => out.push(digit(n)),
-        10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n)]),
-        100..=999 => out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
+        0..=9 => out.push(b'0' + n as u8),
+        10..=99 => out.extend_from_slice(&PAIRS[n as usize]),
+        100..=999 => out.extend_from_slice(&three_digits(n as u32)),
         _ => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
     }
 }
