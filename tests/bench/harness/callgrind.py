@@ -101,6 +101,20 @@ def measure(
     return results, profiles
 
 
+def median_of_sessions(per_session: list[list[dict]]) -> list[dict]:
+    """One result per scenario from several sessions' results: the median
+    session's numbers, with every session's count in `sessions`."""
+    merged = []
+    for i, first in enumerate(per_session[0]):
+        runs = sorted((s[i] for s in per_session), key=lambda r: r["instructions_per_request"])
+        mid = dict(runs[(len(runs) - 1) // 2])
+        mid["sessions"] = [r["instructions_per_request"] for r in (s[i] for s in per_session)]
+        if any(r["scenario"] != first["scenario"] for r in runs):
+            raise RuntimeError("callgrind sessions measured different scenarios")
+        merged.append(mid)
+    return merged
+
+
 _ROW = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)$")
 
 

@@ -161,8 +161,13 @@ def on_off_cost(runs: list[dict], resamples: int = 2000, seed: int = 0) -> dict[
     return out
 
 
-def on_off_table(cost: dict[str, dict], ir: dict[str, dict[str, float]], scenarios: list) -> list[str]:
-    """What turning metrics and logs on costs, in instructions and in CPU."""
+def on_off_table(
+    cost: dict[str, dict], ir: dict[str, dict[str, float]], scenarios: list, sessions: dict | None = None
+) -> list[str]:
+    """What turning metrics and logs on costs, in instructions and in CPU.
+    With several callgrind sessions (`sessions[scenario][target]`: each
+    session's count), the instructions cell adds the range of each
+    metrics+logs session against the median of the bare ones."""
     rows = [s for s in scenarios if s.key in cost or (ON in ir.get(s.key, {}) and OFF in ir.get(s.key, {}))]
     if not rows:
         return []
@@ -180,12 +185,18 @@ def on_off_table(cost: dict[str, dict], ir: dict[str, dict[str, float]], scenari
         c = cost.get(scn.key)
         both = ir.get(scn.key, {})
         instr = both[ON] / both[OFF] - 1 if ON in both and OFF in both else None
+        each = (sessions or {}).get(scn.key, {}).get(ON, [])
+        spread = (
+            f" ({pct(min(each) / both[OFF] - 1)} … {pct(max(each) / both[OFF] - 1)})"
+            if instr is not None and len(each) > 1
+            else ""
+        )
         if c is None:
-            lines.append(f"| {scn.key} | {pct(instr)} | — | — | — | — |")
+            lines.append(f"| {scn.key} | {pct(instr)}{spread} | — | — | — | — |")
             continue
         interval = f"{pct(c['low'])} … {pct(c['high'])}" if c["rounds"] >= 3 else "—"
         lines.append(
-            f"| {scn.key} | {pct(instr)} | {pct(c['pooled'])} | {interval} "
+            f"| {scn.key} | {pct(instr)}{spread} | {pct(c['pooled'])} | {interval} "
             f"| {pct(c['round_median'])} | {c['rounds']} ({pct(c['round_min'])} … {pct(c['round_max'])}) |"
         )
     lines += [
