@@ -218,7 +218,7 @@ const PAIRS: [[u8; 2]; 100] = {
 
 /// `n` (below 1000) as three digits.
 #[inline(always)]
-fn three_digits(n: u32) -> [u8; 3] {
+pub fn three_digits(n: u32) -> [u8; 3] {
     let [tens, ones] = PAIRS[(n % 100) as usize];
     [b'0' + (n / 100 % 10) as u8, tens, ones]
 }

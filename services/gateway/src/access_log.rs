@@ -24,6 +24,15 @@ use crate::error::GatewayError;
 use crate::router::Route;
 use crate::stack::RequestMeta;
 
+/// `,"key":"value"`, the key and its punctuation one constant.
+macro_rules! string_field {
+    ($out:expr, $key:literal, $value:expr, $push:path) => {{
+        $out.extend_from_slice(concat!(",\"", $key, "\":\"").as_bytes());
+        $push($out, $value);
+        $out.push(b'"');
+    }};
+}
+
 /// The authenticated principal; set by the auth stage on responses.
 #[derive(Clone, Debug)]
 pub struct IdentityId(pub Arc<str>);
@@ -323,35 +332,90 @@ impl Line {
     }
 
     fn write(&self, ended: End, now: Instant, elapsed: Duration) {
-        let grpc_code = match (self.protocol, self.grpc_code, ended) {
+        match &self.kind {
+            Kind::Json(sink) => sink.write_line(|out| {
+                gatehouse_telemetry::logging::begin_line_at(out, LINE_PREFIX, now);
+                out.extend_from_slice(&self.fields);
+                self.render_outcome(out, ended, elapsed);
+            }),
+            Kind::Trace(entry) => self.outcome(ended, elapsed).trace(entry, self.protocol),
+        }
+    }
+
+    /// The `grpc_code` of a gRPC request: its status, or what the end says
+    /// of a stream without one.
+    fn grpc_code(&self, ended: End) -> Option<GrpcCode> {
+        match (self.protocol, self.grpc_code, ended) {
             (Protocol::Grpc, Some(code), _) => Some(code),
             // A stream cut short is never OK.
             (Protocol::Grpc, None, End::Dropped) => Some(GrpcCode::Canceled),
             (Protocol::Grpc, None, _) => Some(GrpcCode::Unknown),
             _ => None,
-        };
-        let error_type = self.error_type.or(match ended {
+        }
+    }
+
+    fn error_type(&self, ended: End) -> Option<&'static str> {
+        self.error_type.or(match ended {
             End::Complete => None,
             End::Dropped => Some("client_cancelled"),
             End::Failed => Some("stream_error"),
-        });
-        let outcome = Outcome {
+        })
+    }
+
+    fn bytes_in(&self) -> u64 {
+        self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
+    fn outcome(&self, ended: End, elapsed: Duration) -> Outcome<'_> {
+        Outcome {
             status: self.status,
-            grpc_code: grpc_code.map(GrpcCode::as_str),
+            grpc_code: self.grpc_code(ended).map(GrpcCode::as_str),
             identity_id: self.identity.as_deref(),
             elapsed,
-            bytes_in: self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
+            bytes_in: self.bytes_in(),
             bytes_out: self.bytes_out,
-            error_type,
-        };
-        match &self.kind {
-            Kind::Json(sink) => sink.write_line(|out| {
-                gatehouse_telemetry::logging::begin_line_at(out, LINE_PREFIX, now);
-                out.extend_from_slice(&self.fields);
-                outcome.render(out);
-            }),
-            Kind::Trace(entry) => outcome.trace(entry, self.protocol),
+            error_type: self.error_type(ended),
         }
+    }
+
+    /// The rest of the JSON line, after the request's fields. Adjacent
+    /// pieces of known size are appended together: each append checks the
+    /// buffer's room once.
+    fn render_outcome(&self, out: &mut Vec<u8>, ended: End, elapsed: Duration) {
+        use gatehouse_telemetry::logging::{end_line, push_escaped, push_millis, push_plain, push_uint, three_digits};
+        match self.status {
+            status @ 100..=999 => {
+                let mut field = *br#","status":000"#;
+                field[10..].copy_from_slice(&three_digits(u32::from(status)));
+                out.extend_from_slice(&field);
+            }
+            status => {
+                out.extend_from_slice(br#","status":"#);
+                push_uint(out, u64::from(status));
+            }
+        }
+        if let Some(code) = self.grpc_code(ended) {
+            string_field!(out, "grpc_code", code.as_str().as_bytes(), push_plain);
+        }
+        if let Some(v) = self.identity.as_deref() {
+            string_field!(out, "identity_id", v, push_escaped);
+        }
+        out.extend_from_slice(br#","duration_ms":"#);
+        push_millis(out, elapsed);
+        match self.bytes_in() {
+            // Most requests (every GET) send no body.
+            0 => out.extend_from_slice(br#","bytes_in":0,"bytes_out":"#),
+            n => {
+                out.extend_from_slice(br#","bytes_in":"#);
+                push_uint(out, n);
+                out.extend_from_slice(br#","bytes_out":"#);
+            }
+        }
+        push_uint(out, self.bytes_out);
+        if let Some(v) = self.error_type(ended) {
+            string_field!(out, "error_type", v.as_bytes(), push_plain);
+        }
+        end_line(out);
     }
 }
 
@@ -363,15 +427,6 @@ const LINE_PREFIX: &[u8] = br#"","level":"info","service":"gatehouse","target":"
 /// Room for the request's fields besides the path: the keys, a request id,
 /// a trace id, an IPv6 address, a route and upstream name.
 const FIELDS_CAPACITY: usize = 320;
-
-/// `,"key":"value"`, the key and its punctuation one constant.
-macro_rules! string_field {
-    ($out:expr, $key:literal, $value:expr, $push:path) => {{
-        $out.extend_from_slice(concat!(",\"", $key, "\":\"").as_bytes());
-        $push($out, $value);
-        $out.push(b'"');
-    }};
-}
 
 /// Renders the fields the request itself decides, as `,"key":value` pairs:
 /// request id, trace id, method, path, route, upstream, protocol, client
@@ -426,7 +481,7 @@ fn render_fields(
     }
 }
 
-/// What the response decided, known when the line is written.
+/// What the response decided, for a line written through tracing.
 struct Outcome<'a> {
     status: u16,
     grpc_code: Option<&'a str>,
@@ -438,29 +493,6 @@ struct Outcome<'a> {
 }
 
 impl Outcome<'_> {
-    /// The rest of the JSON line, after the request's fields.
-    fn render(&self, out: &mut Vec<u8>) {
-        use gatehouse_telemetry::logging::{end_line, push_escaped, push_millis, push_plain, push_uint};
-        out.extend_from_slice(br#","status":"#);
-        push_uint(out, u64::from(self.status));
-        if let Some(v) = self.grpc_code {
-            string_field!(out, "grpc_code", v.as_bytes(), push_plain);
-        }
-        if let Some(v) = self.identity_id {
-            string_field!(out, "identity_id", v, push_escaped);
-        }
-        out.extend_from_slice(br#","duration_ms":"#);
-        push_millis(out, self.elapsed);
-        out.extend_from_slice(br#","bytes_in":"#);
-        push_uint(out, self.bytes_in);
-        out.extend_from_slice(br#","bytes_out":"#);
-        push_uint(out, self.bytes_out);
-        if let Some(v) = self.error_type {
-            string_field!(out, "error_type", v.as_bytes(), push_plain);
-        }
-        end_line(out);
-    }
-
     /// Through tracing: text format, tests, no sink.
     #[cold]
     #[inline(never)]
