@@ -53,11 +53,24 @@ pub fn run(config: Config, path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = rt.block_on(serve(config, path, line_sink));
-    // Cut connections that outlived the shutdown timeout now, so their
-    // access lines are written before the process exits.
-    rt.shutdown_timeout(Duration::from_millis(500));
-    code
+    // On a thread of its own rather than the main thread, whose allocator
+    // heap was set up before `main` could configure it (see
+    // `gatehouse_alloc::keep_full_pages`).
+    let serving = std::thread::Builder::new().name("gatehouse-serve".into()).spawn(move || {
+        let code = rt.block_on(serve(config, path, line_sink));
+        // Cut connections that outlived the shutdown timeout now, so their
+        // access lines are written before the process exits.
+        rt.shutdown_timeout(Duration::from_millis(500));
+        code
+    });
+    match serving.map(std::thread::JoinHandle::join) {
+        Ok(Ok(code)) => code,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the serving thread");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The runtime the config asks for. With one core (a CPU limit of 1 in
