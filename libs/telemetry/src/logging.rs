@@ -275,8 +275,22 @@ pub fn push_plain(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// Appends `s` escaped for the inside of a JSON string.
+/// Appends `s` escaped for the inside of a JSON string. Inlined: most
+/// values (every path on the request path) need no escaping, and their
+/// check and copy cost no call of their own.
+#[inline]
 pub fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        push_escaped_slow(out, s);
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// [`push_escaped`] for a value with something to escape.
+#[cold]
+#[inline(never)]
+fn push_escaped_slow(out: &mut Vec<u8>, s: &str) {
     let _ = escape_pieces::<std::convert::Infallible>(s, |piece| {
         out.extend_from_slice(piece.as_bytes());
         Ok(())
@@ -393,6 +407,7 @@ const ESCAPED: [bool; 256] = {
 /// high bit, unless the byte itself had it (UTF-8 beyond ASCII, never
 /// escaped). A lane can also light up from a borrow out of a lower one
 /// that did; that only ever repeats a `true`.
+#[inline]
 fn needs_escape(s: &[u8]) -> bool {
     const LANES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
