@@ -162,13 +162,23 @@ def on_off_cost(runs: list[dict], resamples: int = 2000, seed: int = 0) -> dict[
 
 
 def on_off_table(
-    cost: dict[str, dict], ir: dict[str, dict[str, float]], scenarios: list, sessions: dict | None = None
+    cost: dict[str, dict],
+    ir: dict[str, dict[str, float]],
+    scenarios: list,
+    sessions: dict | None = None,
+    side: dict[str, dict] | None = None,
 ) -> list[str]:
     """What turning metrics and logs on costs, in instructions and in CPU.
     With several callgrind sessions (`sessions[scenario][target]`: each
     session's count), the instructions cell adds the range of each
-    metrics+logs session against the median of the bare ones."""
-    rows = [s for s in scenarios if s.key in cost or (ON in ir.get(s.key, {}) and OFF in ir.get(s.key, {}))]
+    metrics+logs session against the median of the bare ones. `side` is
+    `on_off_cost` of the side-by-side rounds (both loaded at once)."""
+    side = side or {}
+    rows = [
+        s
+        for s in scenarios
+        if s.key in cost or s.key in side or (ON in ir.get(s.key, {}) and OFF in ir.get(s.key, {}))
+    ]
     if not rows:
         return []
 
@@ -178,8 +188,9 @@ def on_off_table(
     lines = [
         "### Cost of metrics and logs: Gatehouse with both on against both off",
         "",
-        "| scenario | instructions | CPU, rounds pooled | 90% interval | median round | rounds (lowest … highest) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | instructions | CPU, side by side (rounds: lowest … highest) "
+        "| CPU, rounds pooled | 90% interval | median round | rounds (lowest … highest) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scn in rows:
         c = cost.get(scn.key)
@@ -191,17 +202,25 @@ def on_off_table(
             if instr is not None and len(each) > 1
             else ""
         )
+        b = side.get(scn.key)
+        beside = (
+            f"{pct(b['pooled'])} ({b['rounds']}: {pct(b['round_min'])} … {pct(b['round_max'])})" if b else "—"
+        )
         if c is None:
-            lines.append(f"| {scn.key} | {pct(instr)}{spread} | — | — | — | — |")
+            lines.append(f"| {scn.key} | {pct(instr)}{spread} | {beside} | — | — | — | — |")
             continue
         interval = f"{pct(c['low'])} … {pct(c['high'])}" if c["rounds"] >= 3 else "—"
         lines.append(
-            f"| {scn.key} | {pct(instr)}{spread} | {pct(c['pooled'])} | {interval} "
+            f"| {scn.key} | {pct(instr)}{spread} | {beside} | {pct(c['pooled'])} | {interval} "
             f"| {pct(c['round_median'])} | {c['rounds']} ({pct(c['round_min'])} … {pct(c['round_max'])}) |"
         )
     lines += [
         "",
-        "CPU: the two configurations' CPU seconds over their requests, summed over the rounds in which both ran; "
+        "CPU, side by side: the two configurations on the proxy core at the same time, each loaded by its own "
+        "client (`--side-by-side N` rounds), so a slow spell of the machine slows both; each runs at about half "
+        "its full-speed rate. Pooled over the rounds, with the lowest and highest round.",
+        "",
+        "CPU, rounds pooled: the two configurations' CPU seconds over their requests, summed over the rounds in which both ran; "
         "the interval resamples those rounds (bootstrap; with the default 3 rounds it is rough). An interval that "
         "straddles a target means this run cannot tell: more, shorter rounds (`--duration 1s --rounds 30`) "
         "narrow it on a noisy machine.",
