@@ -18,13 +18,20 @@ pub fn request_id(headers: &http::HeaderMap) -> HeaderValue {
 
 /// [`request_id`] for the client's `x-request-id` value, when it sent one.
 pub fn kept_or_generated(client: Option<&HeaderValue>) -> HeaderValue {
-    if let Some(v) = client {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\')) {
-            return v.clone();
-        }
-    }
-    generate()
+    let mut id = match client {
+        Some(v) if sane(v.as_bytes()) => v.clone(),
+        _ => generate(),
+    };
+    // Unique per request, so an HTTP/2 peer gains nothing from it in its
+    // HPACK table: marked sensitive, it is sent as a literal that is never
+    // indexed, instead of evicting a useful entry from both ends' tables
+    // on every response.
+    id.set_sensitive(true);
+    id
+}
+
+fn sane(b: &[u8]) -> bool {
+    !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\'))
 }
 
 fn generate() -> HeaderValue {
@@ -56,5 +63,14 @@ mod tests {
         h.insert(&X_REQUEST_ID, HeaderValue::from_str(&"x".repeat(200)).expect("valid"));
         assert_eq!(request_id(&h).len(), 32);
         assert_ne!(generate(), generate());
+    }
+
+    #[test]
+    fn ids_are_never_indexed_by_hpack() {
+        let mut h = http::HeaderMap::new();
+        assert!(request_id(&h).is_sensitive(), "generated");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert!(request_id(&h).is_sensitive(), "kept");
+        assert!(!h[&X_REQUEST_ID].is_sensitive(), "the client's own header is left as it was");
     }
 }
