@@ -148,10 +148,7 @@ where
             Some(head) => head.traceparent.as_ref(),
             None => req.headers().get(&TRACEPARENT),
         };
-        // A body known to be empty (every GET: hyper knows it from
-        // END_STREAM or Content-Length) has nothing to count. The size hint
-        // says so without the lock an HTTP/2 stream's `is_end_stream` takes.
-        let bytes_in = (req.body().size_hint().exact() != Some(0)).then(|| Arc::new(AtomicU64::new(0)));
+        let bytes_in = (!crate::body::known_empty(req.body())).then(|| Arc::new(AtomicU64::new(0)));
         let start = meta.and_then(|m| m.arrived).unwrap_or_else(Instant::now);
         let line = match self.sink {
             Some(sink) => {

@@ -84,6 +84,15 @@ impl std::fmt::Debug for RequestBody {
     }
 }
 
+/// Whether a request body is known to hold nothing: hyper records a
+/// request without a body (an HTTP/1.1 GET, an HTTP/2 stream that ended
+/// with its headers, `Content-Length: 0`) as an exact length of 0. Asked
+/// through the size hint because an HTTP/2 body's `is_end_stream` takes
+/// the connection's stream lock.
+pub fn known_empty(body: &impl Body) -> bool {
+    body.size_hint().exact() == Some(0)
+}
+
 impl RequestBody {
     /// Wraps `inner`, allowing at most `limit` bytes.
     pub fn new<B>(inner: B, limit: u64) -> Self
@@ -91,7 +100,7 @@ impl RequestBody {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let inner = (!inner.is_end_stream())
+        let inner = (!known_empty(&inner))
             .then(|| Streaming { body: inner.map_err(Into::into).boxed_unsync(), fault: Arc::default() });
         Self { inner, limit, remaining: limit }
     }
